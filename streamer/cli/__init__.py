@@ -1,0 +1,178 @@
+"""The ``streamer`` command line: one module per sub-command, each with ``register()``.
+
+``register(subparsers)`` adds the command's parser and sets ``func`` to a
+``run(args) -> int``. :func:`main` turns every :class:`~streamer.errors.StreamerError`
+into one line on stderr (``streamer: error: ...``) and exit code 1; Ctrl-C exits 130
+without a traceback; usage errors exit 2 (argparse). Anything else escaping is a bug
+and keeps its traceback.
+
+Command modules import the heavy parts (torch, the model) inside ``run`` so that
+``--help`` and mistakes in the arguments answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from ..errors import AudioError, ConfigError, StreamerError
+from ..profiles import ENV_VAR, default_store_path
+
+__all__ = ["main"]
+
+
+def _version() -> str:
+    try:
+        return metadata.version("streamer")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``streamer`` parser with every sub-command registered."""
+    from . import enroll, profiles, simulate, track
+
+    parser = argparse.ArgumentParser(
+        prog="streamer",
+        description="Real-time speaker tracking: who is speaking, live, for enrolled "
+        "and unknown voices.",
+    )
+    parser.add_argument("--version", action="version", version=f"streamer {_version()}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in (track, enroll, profiles, simulate):
+        command.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    try:
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help, --version and usage errors
+            return exc.code if isinstance(exc.code, int) else 2
+        return args.func(args)
+    except StreamerError as exc:
+        message = " ".join(str(exc).splitlines()) or type(exc).__name__
+        print(f"streamer: error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (``streamer profiles | head -1``): stop quietly, and keep
+        # Python from complaining again while it flushes stdout on exit.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+# Options shared by the commands
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def add_profiles_option(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
+    """``--profiles DIR``. ``suppress``: for nested parsers, set only when given there."""
+    if suppress:
+        parser.add_argument("--profiles", type=Path, metavar="DIR", default=argparse.SUPPRESS)
+        return
+    parser.add_argument(
+        "--profiles",
+        type=Path,
+        metavar="DIR",
+        default=default_store_path(),
+        help=f"profile store (default: %(default)s; ${ENV_VAR} sets it)",
+    )
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """``--model``, ``--weights``, ``--device`` and ``--threads``."""
+    from ..models import MODELS
+
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--model", choices=sorted(MODELS), default="ge2e", help="embedding model (default: ge2e)"
+    )
+    group.add_argument(
+        "--weights", type=Path, metavar="PATH", help="weights file (default: the model's own)"
+    )
+    group.add_argument(
+        "--device", default="cpu", help="torch device: cpu, cuda, cuda:N or mps (default: cpu)"
+    )
+    group.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="torch CPU threads (default: 1)",
+    )
+
+
+def check_device(device: str) -> None:
+    """Raise :class:`ConfigError` unless torch can use ``device`` here."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from exc
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"--device {device}: torch sees no CUDA GPU here; use --device cpu")
+        if parsed.index is not None and parsed.index >= count:
+            raise ConfigError(
+                f"--device {device}: there are only {count} CUDA GPU(s) (0-{count - 1})"
+            )
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {device}: MPS is not available here; use --device cpu")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"--device {device}: streamer runs on cpu, cuda or mps")
+
+
+def check_readable(path: Path) -> None:
+    """Raise :class:`AudioError` if ``path`` is a file this process may not read."""
+    if path.is_file() and not os.access(path, os.R_OK):
+        raise AudioError(f"{path}: permission denied; check the file's permissions")
+
+
+def load_engine(args: argparse.Namespace, store=None, **options):
+    """Build the engine from the model options in ``args`` (``streamer.pipeline``).
+
+    ``options`` go to :class:`~streamer.pipeline.PipelineOptions` (e.g. ``worker=``).
+    """
+    from ..pipeline import PipelineOptions, build_engine
+
+    check_device(args.device)
+    pipeline = PipelineOptions(
+        model=args.model,
+        weights=args.weights,
+        device=args.device,
+        threads=args.threads,
+        **options,
+    )
+    return build_engine(pipeline, store)

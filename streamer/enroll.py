@@ -1,0 +1,182 @@
+"""Enrollment: speech in, a profile out, with Eagle-style feedback on the audio."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import NoSpeechError, ProfileError
+from .events import Event
+from .profiles import Profile, ProfileStore, check_name
+from .vad import GateUpdate
+from .worker import Engine
+
+FEEDBACK = {
+    "ok": "enough clear speech",
+    "no_voice": "no speech found",
+    "too_little_speech": "too little speech",
+    "clips_disagree": "a clip does not sound like the others",
+    "close_to_other": "the voice is very close to another profile",
+}
+
+
+@dataclass(frozen=True)
+class EnrollOptions:
+    """Quality checks.
+
+    Attributes:
+        min_speech_s: least speech a profile needs (in total, after extending).
+        min_clip_agreement: a clip whose embedding scores below this against the
+            others' mean is reported as ``clips_disagree``.
+        max_other_score: a profile this close to another one gets ``close_to_other``.
+    """
+
+    min_speech_s: float = 4.0
+    min_clip_agreement: float = 0.75
+    max_other_score: float = 0.9
+
+
+class Collector:
+    """A tracker stand-in that keeps every speech window's embedding and counts speech."""
+
+    def __init__(self) -> None:
+        self.embeddings: list[np.ndarray] = []
+        self.speech_s = 0.0
+
+    def gate(self, update: GateUpdate, now_s: float) -> list[Event]:
+        if update.ended is not None:
+            self.speech_s += update.ended[1] - update.ended[0]
+        return []
+
+    def window(self, window, now_s: float) -> list[Event]:
+        if window.embedding is not None:
+            self.embeddings.append(window.embedding)
+        return []
+
+    def close(self, update: GateUpdate, now_s: float) -> list[Event]:
+        return self.gate(update, now_s)
+
+
+def collect(engine: Engine, audio: np.ndarray, stream_id: str = "enroll") -> Collector:
+    """Run ``audio`` (mono float32 at the model's rate) through the worker and collect."""
+    collector = Collector()
+    stream = engine.open_stream(stream_id, tracker=collector)
+    step = int(engine.options.step_s * stream.sample_rate)
+    for start in range(0, len(audio), step):
+        stream.push(audio[start : start + step])
+        engine.step()
+    engine.close_stream(stream_id)
+    return collector
+
+
+@dataclass
+class Feedback:
+    code: str
+    message: str
+
+
+@dataclass
+class EnrollmentReport:
+    """What enrolling did and what the audio was like."""
+
+    profile: Profile | None
+    speech_s: float
+    windows: int
+    feedback: list[Feedback] = field(default_factory=list)
+
+    @property
+    def codes(self) -> list[str]:
+        return [f.code for f in self.feedback]
+
+
+def enroll(
+    store: ProfileStore,
+    name: str,
+    clips: list[tuple[str, np.ndarray]],
+    engine: Engine,
+    options: EnrollOptions | None = None,
+    force: bool = False,
+) -> EnrollmentReport:
+    """Create or extend profile ``name`` from ``(label, audio)`` clips and save it.
+
+    Raises :class:`NoSpeechError` when no clip has speech, and :class:`ProfileError` when
+    the speech is too little or the clips disagree (unless ``force``). Nothing is written
+    then.
+    """
+    options = options or EnrollOptions()
+    check_name(name)
+    model = engine.embedder.spec.name
+    existing = store.get(name) if name in store else None
+    if existing is not None and existing.model != model:
+        raise ProfileError(
+            f"profile {name!r} was made with model {existing.model!r}, not {model!r}; "
+            f"enroll under another name or pass --model {existing.model}"
+        )
+    per_clip = [(label, collect(engine, audio)) for label, audio in clips]
+    feedback: list[Feedback] = []
+    for label, c in per_clip:
+        if not c.embeddings:
+            feedback.append(Feedback("no_voice", f"{label}: no speech found"))
+    voiced = [(label, c) for label, c in per_clip if c.embeddings]
+    speech_s = sum(c.speech_s for _, c in voiced)
+    windows = sum(len(c.embeddings) for _, c in voiced)
+    if not voiced:
+        raise NoSpeechError(
+            "no speech found in "
+            + ", ".join(label for label, _ in clips)
+            + "; record a few seconds of one person talking"
+        )
+    if len(voiced) > 1:
+        means = {label: _unit(np.mean(c.embeddings, axis=0)) for label, c in voiced}
+        for label, vector in means.items():
+            others = _unit(np.sum([v for k, v in means.items() if k != label], axis=0))
+            score = float(vector @ others)
+            if score < options.min_clip_agreement:
+                feedback.append(
+                    Feedback(
+                        "clips_disagree",
+                        f"{label} does not sound like the other clips (similarity {score:.2f}); "
+                        "is it the same person?",
+                    )
+                )
+    profile = existing or Profile(
+        name=name,
+        model=model,
+        total=np.zeros(engine.embedder.spec.embedding_dim),
+        count=0,
+        speech_s=0.0,
+    )
+    profile.extend(np.concatenate([np.stack(c.embeddings) for _, c in voiced]), speech_s)
+    for other in store.for_model(model):
+        if other.name != name:
+            score = float(profile.embedding @ other.embedding)
+            if score >= options.max_other_score:
+                feedback.append(
+                    Feedback(
+                        "close_to_other",
+                        f"sounds very close to {other.name!r} (similarity {score:.2f}); "
+                        "the tracker may confuse them",
+                    )
+                )
+    if profile.speech_s < options.min_speech_s:
+        feedback.append(
+            Feedback(
+                "too_little_speech",
+                f"{profile.speech_s:.1f} s of speech; a profile needs at least "
+                f"{options.min_speech_s:g} s — add clips",
+            )
+        )
+    blocking = {"too_little_speech", "clips_disagree"} & {f.code for f in feedback}
+    report = EnrollmentReport(None, speech_s, windows, feedback)
+    if blocking and not force:
+        return report
+    if not feedback:
+        feedback.append(Feedback("ok", FEEDBACK["ok"]))
+    store.save(profile)
+    report.profile = profile
+    return report
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / max(float(np.linalg.norm(v)), 1e-12)

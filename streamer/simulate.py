@@ -1,0 +1,399 @@
+"""Deterministic multi-speaker conversations built from single-speaker recordings.
+
+Each participant's recording is split once: its first ``enroll_s`` seconds become the
+enrollment audio, the rest is the material that conversation turns are cut from, in
+order, starting again from the top of the material when it runs out. Enrollment audio
+therefore never appears in the conversation. The reference turns are written while the
+audio is built, so they are exact to the sample.
+
+The core, :func:`simulate`, works on in-memory float32 arrays; :func:`simulate_from_folder`
+reads a folder of recordings (LibriSpeech-style ``SPEAKER-CHAPTER-UTT.flac``) first.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import soundfile as sf
+
+from .errors import AudioError, ConfigError, NoSpeechError
+
+AUDIO_SUFFIXES = (".flac", ".wav")
+_LIBRISPEECH_NAME = re.compile(r"^([^-]+)-[^-]+-[^-]+$")
+_TRIM_FRAME_S = 0.01
+_FADE_S = 0.01
+_PEAK_LIMIT = 0.99
+_TRIM_ATTEMPTS = 3
+
+
+@dataclass
+class SimulationOptions:
+    """How a simulated conversation is drawn.
+
+    Attributes:
+        n_speakers: Enrolled speakers: each gets enrollment audio and takes turns.
+        n_strangers: Unenrolled voices that also take turns (no enrollment audio).
+        duration_s: Length of the conversation audio.
+        turn_min_s: Shortest turn drawn (a turn's silence trimmed away can make it
+            shorter when a recording holds pauses).
+        turn_max_s: Longest turn drawn. Turn lengths are log-uniform between
+            ``turn_min_s`` and ``turn_max_s``, so short turns are the most common
+            (median ``sqrt(turn_min_s * turn_max_s)``, 3.5 s by default).
+        gap_max_s: Silence between consecutive turns is uniform in ``[0, gap_max_s]``.
+        overlap_prob: Chance that a turn starts before the previous one ends instead.
+        overlap_max_s: Longest such overlap (uniform in ``[0, overlap_max_s]``, and never
+            more than half of either turn).
+        enroll_s: Seconds at the start of each enrolled speaker's recording kept for
+            enrollment and never used in the conversation. Strangers' recordings are
+            split the same way, so a speaker's turns do not depend on their role.
+        trim_top_db: Leading and trailing audio more than this far below a piece's
+            loudest 10 ms frame is trimmed, so reference turns start and end on speech.
+        sample_rate: Sample rate of the recordings, the conversation and enrollment.
+        seed: Seed of every random draw; the same inputs and seed give the same result.
+    """
+
+    n_speakers: int = 3
+    n_strangers: int = 0
+    duration_s: float = 60.0
+    turn_min_s: float = 1.5
+    turn_max_s: float = 8.0
+    gap_max_s: float = 1.0
+    overlap_prob: float = 0.1
+    overlap_max_s: float = 0.5
+    enroll_s: float = 6.0
+    trim_top_db: float = 30.0
+    sample_rate: int = 16000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.n_speakers < 0 or self.n_strangers < 0:
+            problems.append("n_speakers and n_strangers must not be negative")
+        if self.n_speakers + self.n_strangers < 2:
+            problems.append("a conversation needs at least 2 voices (speakers + strangers)")
+        if self.duration_s <= 0:
+            problems.append("duration_s must be positive")
+        if not 0 < self.turn_min_s <= self.turn_max_s:
+            problems.append("need 0 < turn_min_s <= turn_max_s")
+        if self.gap_max_s < 0 or self.overlap_max_s < 0:
+            problems.append("gap_max_s and overlap_max_s must not be negative")
+        if not 0 <= self.overlap_prob <= 1:
+            problems.append("overlap_prob must lie in [0, 1]")
+        if self.enroll_s <= 0:
+            problems.append("enroll_s must be positive")
+        if self.trim_top_db <= 0:
+            problems.append("trim_top_db must be positive")
+        if self.sample_rate <= 0:
+            problems.append("sample_rate must be positive")
+        if problems:
+            raise ConfigError("bad simulation options: " + "; ".join(problems))
+
+    @property
+    def min_recording_s(self) -> float:
+        """Shortest recording usable here: enrollment plus one shortest turn."""
+        return self.enroll_s + self.turn_min_s
+
+
+class Turn(NamedTuple):
+    """One reference turn; also the ``(start, end, label)`` triple that scoring takes."""
+
+    start_s: float
+    end_s: float
+    speaker: str
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+@dataclass
+class Conversation:
+    """A simulated conversation and its reference."""
+
+    audio: np.ndarray
+    """Float32 mono mixture, ``duration_s * sample_rate`` samples long."""
+    sample_rate: int
+    turns: list[Turn]
+    """Reference turns sorted by start; consecutive turns are by different speakers."""
+    enrollment: dict[str, np.ndarray]
+    """Enrollment audio of each enrolled speaker (strangers have none)."""
+    strangers: list[str] = field(default_factory=list)
+    file_id: str = "sim0000"
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+    def to_rttm(self) -> str:
+        """The reference as RTTM text, one ``SPEAKER`` line per turn."""
+        return "".join(
+            f"SPEAKER {self.file_id} 1 {t.start_s:.3f} {t.duration_s:.3f} "
+            f"<NA> <NA> {t.speaker} <NA> <NA>\n"
+            for t in self.turns
+        )
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``<file_id>.wav``, ``<file_id>.rttm`` and ``enroll/<speaker>.wav``.
+
+        Returns the path of the conversation WAV. WAVs are 16-bit PCM.
+        """
+        folder = Path(folder)
+        (folder / "enroll").mkdir(parents=True, exist_ok=True)
+        wav = folder / f"{self.file_id}.wav"
+        sf.write(wav, self.audio, self.sample_rate, subtype="PCM_16")
+        (folder / f"{self.file_id}.rttm").write_text(self.to_rttm(), encoding="utf-8")
+        for speaker, audio in self.enrollment.items():
+            sf.write(folder / "enroll" / f"{speaker}.wav", audio, self.sample_rate, "PCM_16")
+        return wav
+
+
+def speaker_id(path: str | Path) -> str:
+    """Speaker of a recording: the part before the first '-' of a LibriSpeech-style
+    ``SPEAKER-CHAPTER-UTT`` name, else the whole file stem."""
+    stem = Path(path).stem
+    match = _LIBRISPEECH_NAME.match(stem)
+    return match.group(1) if match else stem
+
+
+def load_speaker_folder(path: str | Path) -> dict[str, list[Path]]:
+    """Recordings under ``path`` (searched recursively) grouped by speaker, all sorted."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise AudioError(f"{folder} is not a folder; pass a folder of single-speaker recordings")
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file() and not p.name.startswith(".")
+    )
+    if not files:
+        raise AudioError(
+            f"no .flac/.wav files in {folder}; pass a folder of single-speaker recordings"
+        )
+    speakers: dict[str, list[Path]] = {}
+    for file in files:
+        speakers.setdefault(speaker_id(file), []).append(file)
+    return dict(sorted(speakers.items()))
+
+
+def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
+    """A file as float32 mono at ``sample_rate`` (channels averaged, resampled with soxr)."""
+    try:
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    except (RuntimeError, OSError) as error:
+        raise AudioError(f"cannot read {path}: {error}") from error
+    mono = audio.mean(axis=1, dtype=np.float32)
+    if rate != sample_rate:
+        import soxr
+
+        mono = soxr.resample(mono, rate, sample_rate)
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def pick_speakers(
+    speakers: Sequence[str], options: SimulationOptions, index: int = 0
+) -> tuple[list[str], list[str]]:
+    """Enrolled speakers and strangers for conversation ``index``, drawn from the seed."""
+    pool = sorted(speakers)
+    wanted = options.n_speakers + options.n_strangers
+    if len(pool) < wanted:
+        raise ConfigError(
+            f"{len(pool)} usable speakers, but {options.n_speakers} speakers + "
+            f"{options.n_strangers} strangers need {wanted}; ask for fewer or add recordings"
+        )
+    rng = np.random.default_rng([options.seed, index, 0])
+    chosen = [pool[i] for i in rng.permutation(len(pool))[:wanted]]
+    return chosen[: options.n_speakers], chosen[options.n_speakers :]
+
+
+def simulate(
+    recordings: Mapping[str, np.ndarray],
+    options: SimulationOptions,
+    *,
+    enrolled: Sequence[str] | None = None,
+    strangers: Sequence[str] | None = None,
+    index: int = 0,
+    file_id: str | None = None,
+) -> Conversation:
+    """Build conversation ``index`` from one float32 mono recording per speaker.
+
+    Recordings must be at ``options.sample_rate``. ``enrolled`` and ``strangers`` name the
+    participants (no strangers when only ``enrolled`` is given); without them both are
+    drawn from the recordings' speakers by :func:`pick_speakers`. The same recordings,
+    options and index give identical output.
+    """
+    if enrolled is None:
+        enrolled, strangers = pick_speakers(list(recordings), options, index)
+    elif strangers is None:
+        strangers = []
+    participants = [*enrolled, *strangers]
+    if len(set(participants)) != len(participants) or len(participants) < 2:
+        raise ConfigError("enrolled speakers and strangers must be at least 2 distinct names")
+    missing = [s for s in participants if s not in recordings]
+    if missing:
+        raise ConfigError(f"no recording for speaker(s) {', '.join(missing)}")
+
+    sr = options.sample_rate
+    enroll_n = round(options.enroll_s * sr)
+    materials: dict[str, np.ndarray] = {}
+    enrollment: dict[str, np.ndarray] = {}
+    for speaker in participants:
+        recording = np.asarray(recordings[speaker], dtype=np.float32)
+        if recording.ndim != 1:
+            raise AudioError(f"recording of speaker {speaker} must be mono (1-D)")
+        if len(recording) < round(options.min_recording_s * sr):
+            raise AudioError(
+                f"recording of speaker {speaker} is {len(recording) / sr:.1f} s; it needs "
+                f"enroll_s + turn_min_s = {options.min_recording_s:.1f} s"
+            )
+        materials[speaker] = recording[enroll_n:]
+        if speaker in enrolled:
+            enrollment[speaker] = recording[:enroll_n].copy()
+
+    rng = np.random.default_rng([options.seed, index, 1])
+    total_n = round(options.duration_s * sr)
+    audio = np.zeros(total_n, dtype=np.float32)
+    cursors = dict.fromkeys(participants, 0)
+    turns: list[Turn] = []
+    queue = [participants[i] for i in rng.permutation(len(participants))]
+    prev: tuple[int, int] | None = None  # (start, end) sample of the previous turn
+
+    while True:
+        # Every voice speaks once early on; then anyone but the previous speaker.
+        if queue:
+            speaker = queue.pop(0)
+        else:
+            others = [s for s in participants if s != turns[-1].speaker]
+            speaker = others[rng.integers(len(others))]
+        target_s = math.exp(rng.uniform(math.log(options.turn_min_s), math.log(options.turn_max_s)))
+        overlaps = prev is not None and rng.random() < options.overlap_prob
+        shift_s = rng.uniform(0, options.overlap_max_s if overlaps else options.gap_max_s)
+
+        piece = _cut(materials, cursors, speaker, round(target_s * sr), options)
+        if prev is None:
+            start = round(shift_s * sr)
+        elif overlaps:
+            limit = min(prev[1] - prev[0], len(piece)) // 2
+            start = prev[1] - min(round(shift_s * sr), limit)
+        else:
+            start = prev[1] + round(shift_s * sr)
+        if start + len(piece) > total_n:
+            piece = piece[: max(total_n - start, 0)]
+            piece = piece[slice(*_speech_bounds(piece, sr, options.trim_top_db))]
+            if len(piece) < round(options.turn_min_s * sr):
+                break
+        _fade(piece, sr)
+        audio[start : start + len(piece)] += piece
+        turns.append(Turn(start / sr, (start + len(piece)) / sr, speaker))
+        prev = (start, start + len(piece))
+
+    peak = float(np.max(np.abs(audio), initial=0.0))
+    if peak > _PEAK_LIMIT:
+        audio *= _PEAK_LIMIT / peak
+    return Conversation(
+        audio=audio,
+        sample_rate=sr,
+        turns=turns,
+        enrollment=enrollment,
+        strangers=list(strangers),
+        file_id=file_id if file_id is not None else f"sim{index:04d}",
+    )
+
+
+def simulate_from_folder(
+    path: str | Path, options: SimulationOptions, index: int = 0
+) -> Conversation:
+    """Conversation ``index`` from a folder of single-speaker recordings.
+
+    Speakers whose recordings (all files of a speaker, in name order) last less than
+    ``enroll_s + turn_max_s / 2`` are skipped, so each voice has some material to vary
+    its turns. Only the picked speakers' files are read, and of a speaker with many
+    files only enough for ``enroll_s + duration_s``.
+    """
+    files = load_speaker_folder(path)
+    durations = {s: sum(_duration_s(f) for f in fs) for s, fs in files.items()}
+    needed_s = options.enroll_s + options.turn_max_s / 2
+    usable = [s for s, d in durations.items() if d >= needed_s]
+    enrolled, strangers = pick_speakers(usable, options, index)
+    recordings = {}
+    for speaker in [*enrolled, *strangers]:
+        parts, held_s = [], 0.0
+        for file in files[speaker]:
+            parts.append(load_audio(file, options.sample_rate))
+            held_s += len(parts[-1]) / options.sample_rate
+            if held_s >= options.enroll_s + options.duration_s:
+                break
+        recordings[speaker] = np.concatenate(parts)
+    return simulate(recordings, options, enrolled=enrolled, strangers=strangers, index=index)
+
+
+def _duration_s(path: Path) -> float:
+    try:
+        return sf.info(str(path)).duration
+    except (RuntimeError, OSError) as error:
+        raise AudioError(f"cannot read {path}: {error}") from error
+
+
+def _cut(
+    materials: dict[str, np.ndarray],
+    cursors: dict[str, int],
+    speaker: str,
+    length: int,
+    options: SimulationOptions,
+) -> np.ndarray:
+    """The next piece of a speaker's material, trimmed to speech; advances the cursor.
+
+    A piece whose speech is shorter than ``turn_min_s`` is replaced by the next one (a
+    few tries); the longest try is kept.
+    """
+    material = materials[speaker]
+    length = min(length, len(material))
+    min_n = round(options.turn_min_s * options.sample_rate)
+    best = np.zeros(0, dtype=np.float32)
+    for _ in range(_TRIM_ATTEMPTS):
+        if cursors[speaker] + length > len(material):
+            cursors[speaker] = 0
+        begin = cursors[speaker]
+        cursors[speaker] = begin + length
+        piece = material[begin : begin + length]
+        lo, hi = _speech_bounds(piece, options.sample_rate, options.trim_top_db)
+        if hi - lo > len(best):
+            best = piece[lo:hi]
+        if len(best) >= min_n:
+            break
+    if len(best) == 0:
+        raise NoSpeechError(
+            f"recording of speaker {speaker} is silent after its first "
+            f"{options.enroll_s:g} s; drop it or pass a recording with speech"
+        )
+    return best.copy()
+
+
+def _speech_bounds(piece: np.ndarray, sample_rate: int, top_db: float) -> tuple[int, int]:
+    """Sample range from the first to the last 10 ms frame within ``top_db`` of the
+    loudest frame; ``(0, 0)`` for silence."""
+    hop = max(1, round(_TRIM_FRAME_S * sample_rate))
+    n_frames = len(piece) // hop
+    if n_frames == 0:
+        return 0, 0
+    power = np.mean(np.square(piece[: n_frames * hop].reshape(n_frames, hop)), axis=1)
+    peak = float(power.max())
+    if peak <= 0:
+        return 0, 0
+    loud = np.flatnonzero(power >= peak * 10 ** (-top_db / 10))
+    last = int(loud[-1])
+    return int(loud[0]) * hop, len(piece) if last == n_frames - 1 else (last + 1) * hop
+
+
+def _fade(piece: np.ndarray, sample_rate: int) -> None:
+    """Short linear fade in and out, in place, so cut edges do not click."""
+    n = min(round(_FADE_S * sample_rate), len(piece) // 2)
+    if n > 0:
+        ramp = np.linspace(0.0, 1.0, n + 1, dtype=np.float32)[1:]
+        piece[:n] *= ramp
+        piece[len(piece) - n :] *= ramp[::-1]

@@ -1,0 +1,99 @@
+"""Identity segments as RTTM (``SPEAKER`` lines), the format diarization scorers read."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..events import Event
+from . import output_error
+
+_SPACE = re.compile(r"\s+")
+
+
+def _field(text: str) -> str:
+    """RTTM fields are split on whitespace: a name like ``Mary Ann`` becomes ``Mary_Ann``."""
+    return _SPACE.sub("_", text.strip()) or "_"
+
+
+def format_rttm(file_id: str, segments: Iterable[tuple[float, float, str]]) -> str:
+    """RTTM text for ``(start_s, end_s, label)`` segments, sorted by start.
+
+    One line per segment: ``SPEAKER <file-id> 1 <start> <duration> <NA> <NA> <label>
+    <NA> <NA>``, times in seconds with three decimals. Segments shorter than a
+    millisecond are left out; whitespace in the file id and labels becomes ``_``.
+    """
+    file_id = _field(file_id)
+    lines = []
+    for start, end, label in sorted(segments):
+        duration = round(end - start, 3)
+        if duration <= 0:
+            continue
+        lines.append(
+            f"SPEAKER {file_id} 1 {start:.3f} {duration:.3f} <NA> <NA> {_field(label)} <NA> <NA>\n"
+        )
+    return "".join(lines)
+
+
+class RttmSink:
+    """Collects ``segment`` events and writes them as RTTM when closed.
+
+    The output is written atomically: a temporary file next to ``path`` is created at
+    once (proving the folder is writable before any audio is processed), filled and
+    renamed over ``path`` by :meth:`close`. :meth:`discard` (or leaving a ``with``
+    block by an exception) removes it and leaves any old ``path`` untouched.
+    """
+
+    def __init__(self, path: str | Path, file_id: str) -> None:
+        self.path = Path(path)
+        self.file_id = file_id
+        self.segments: list[tuple[float, float, str]] = []
+        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            if self.path.is_dir():
+                raise IsADirectoryError(21, "Is a directory")
+            # O_EXCL: never follow or reuse someone else's file; mode 0o666 minus the umask.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except OSError as exc:
+            raise output_error(self.path, "RTTM", exc) from exc
+        self._tmp: Path | None = tmp
+        self._file = os.fdopen(fd, "w", encoding="utf-8")
+
+    def write(self, event: Event) -> None:
+        if event.type == "segment" and event.label is not None:
+            self.segments.append((event.start_s, event.end_s, event.label))
+
+    def close(self) -> None:
+        """Write the RTTM (empty when there were no segments) and put it in place."""
+        if self._tmp is None:
+            return
+        try:
+            with self._file:
+                self._file.write(format_rttm(self.file_id, self.segments))
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            self.discard()
+            raise output_error(self.path, "RTTM", exc) from exc
+        self._tmp = None
+
+    def discard(self) -> None:
+        """Drop what was collected and remove the temporary file."""
+        if self._tmp is None:
+            return
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+        self._tmp = None
+
+    def __enter__(self) -> RttmSink:
+        return self
+
+    def __exit__(self, exc_type: object, *exc_info: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()

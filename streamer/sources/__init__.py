@@ -1,0 +1,1 @@
+"""Sources: thin adapters that turn files, microphones and sockets into float32 chunks."""

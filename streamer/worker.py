@@ -1,0 +1,329 @@
+"""The sliding-window worker: ring buffers in, tracker events out, batched across streams.
+
+Each stream's audio lands in its :class:`~streamer.buffer.RingBuffer` (``Stream.push``,
+cheap, safe to call from an I/O thread). :meth:`Engine.step` then, for every stream:
+
+1. turns the new samples into feature frames, each frame computed once;
+2. runs the VAD on each new 32 ms chunk (batched across streams) and the speech gate;
+3. cuts a window every ``hop_s`` over the stored frames, and embeds the windows that are
+   mostly speech — all streams' windows in one encoder batch;
+4. hands gate updates and windows to the stream's tracker in audio-time order.
+
+Every observation carries the stream time at which its inputs were complete, so events
+and their ``emitted_at`` do not depend on how the audio was chunked or batched.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .buffer import RingBuffer
+from .errors import AudioError, ConfigError
+from .events import Event
+from .models import Embedder
+from .tracker import Tracker, TrackerOptions
+from .vad import CHUNK_SAMPLES, GateOptions, SileroVAD, SpeechGate, VadState
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How windows are cut and which are embedded.
+
+    Attributes:
+        hop_s: seconds between window starts (``None``: the model's default).
+        min_speech_ratio: windows with a smaller share of voiced frames are not embedded.
+        buffer_s: seconds of audio each stream's ring buffer holds before the worker reads it.
+        max_batch: most windows per encoder call.
+        step_s: most seconds of a stream's audio one step takes (keeps steps fair and short).
+    """
+
+    hop_s: float | None = None
+    min_speech_ratio: float = 0.5
+    buffer_s: float = 30.0
+    max_batch: int = 32
+    step_s: float = 1.0
+
+
+@dataclass
+class Window:
+    """One embedding window of a stream, in stream seconds."""
+
+    start_s: float
+    end_s: float
+    speech_ratio: float
+    level_dbfs: float
+    embedding: np.ndarray | None = None
+
+
+@dataclass(order=True)
+class _Observation:
+    time_s: float
+    order: int  # gate updates before windows at the same time
+    seq: int
+    payload: object = field(compare=False)
+
+
+class Stream:
+    """One audio stream's buffers and state. Create it with :meth:`Engine.open_stream`."""
+
+    def __init__(self, engine: Engine, stream_id: str, tracker: Tracker) -> None:
+        spec = engine.embedder.spec
+        self.id = stream_id
+        self.tracker = tracker
+        self.sample_rate = spec.sample_rate
+        self.ring = RingBuffer(int(engine.options.buffer_s * spec.sample_rate))
+        self._lock = threading.Lock()
+        self._read = 0  # samples the worker has taken from the ring
+        self._frontend = spec.frontend()
+        self._hop = spec.frame_hop_samples
+        capacity = spec.window_frames + int(engine.options.step_s / spec.frame_s) + 64
+        self.frames = RingBuffer(capacity, channels=self._frontend.n_features)
+        self.energy = RingBuffer(capacity, dtype=np.float64)  # mean square of each frame hop
+        self.voiced = RingBuffer(capacity, dtype=np.bool_)
+        self._energy_tail = np.zeros(0, dtype=np.float32)
+        self._vad_tail = np.zeros(0, dtype=np.float32)
+        self.vad_state = VadState()
+        self.vad_chunks = 0
+        self.gate = SpeechGate(engine.gate_options, CHUNK_SAMPLES / spec.sample_rate)
+        self.next_window = 0  # first frame of the next window
+        self.closed = False
+        self._observations: list[_Observation] = []
+        self._seq = 0
+
+    @property
+    def pending_samples(self) -> int:
+        """Samples pushed but not yet processed."""
+        return self.ring.end - self._read
+
+    @property
+    def time_s(self) -> float:
+        """Stream seconds processed so far."""
+        return self._read / self.sample_rate
+
+    def push(self, samples: np.ndarray) -> None:
+        """Append float32 mono samples at the model's rate (called by sources)."""
+        if self.closed:
+            raise AudioError(f"stream {self.id!r} is closed; open a new stream")
+        samples = np.asarray(samples, dtype=np.float32)
+        if samples.ndim != 1:
+            raise AudioError("push() takes mono float32 samples; down-mix first")
+        with self._lock:
+            if self.pending_samples + len(samples) > self.ring.capacity:
+                behind_s = self.pending_samples / self.sample_rate
+                raise AudioError(
+                    f"stream {self.id!r}: the worker is {behind_s:.1f} s behind and the buffer is"
+                    " full; send audio no faster than it is processed"
+                )
+            self.ring.write(samples)
+
+    def _observe(self, time_s: float, order: int, payload: object) -> None:
+        self._seq += 1
+        self._observations.append(_Observation(time_s, order, self._seq, payload))
+
+    def _take(self, max_samples: int) -> np.ndarray:
+        with self._lock:
+            stop = min(self.ring.end, self._read + max_samples)
+            new = self.ring.read(self._read, stop)
+            self._read = stop
+        return new
+
+    def _add_frames(self, new: np.ndarray) -> None:
+        """Feature frames and per-hop energies for freshly taken samples."""
+        frames = self._frontend.push(new)
+        self.frames.write(frames)
+        audio = np.concatenate([self._energy_tail, new])
+        n_hops = len(audio) // self._hop
+        hops = audio[: n_hops * self._hop].reshape(n_hops, self._hop)
+        self.energy.write(np.einsum("ij,ij->i", hops, hops, dtype=np.float64) / self._hop)
+        self._energy_tail = audio[n_hops * self._hop :]
+        self._vad_tail = np.concatenate([self._vad_tail, new])
+
+    def _vad_chunks_ready(self) -> int:
+        return len(self._vad_tail) // CHUNK_SAMPLES
+
+    def _vad_chunk(self, i: int) -> np.ndarray:
+        return self._vad_tail[i * CHUNK_SAMPLES : (i + 1) * CHUNK_SAMPLES]
+
+    def _apply_vad(self, probs: list[float]) -> None:
+        """Gate updates and per-frame voiced flags for the chunks just scored."""
+        chunk_s = CHUNK_SAMPLES / self.sample_rate
+        for prob in probs:
+            k = self.vad_chunks
+            update = self.gate.update(k * chunk_s, prob)
+            end_s = (k + 1) * chunk_s
+            if update.started_at_s is not None or update.ended is not None:
+                self._observe(end_s, 0, update)
+            # Frames whose centre falls in this chunk take its voiced flag.
+            first = -(-k * CHUNK_SAMPLES // self._hop)
+            stop = -(-(k + 1) * CHUNK_SAMPLES // self._hop)
+            self.voiced.write(np.full(stop - first, self.gate.voiced))
+            self.vad_chunks += 1
+        self._vad_tail = self._vad_tail[len(probs) * CHUNK_SAMPLES :]
+
+
+class Engine:
+    """Runs many streams through one model, one VAD and their trackers (sans-I/O).
+
+    Drive it with ``stream.push(samples)`` and ``engine.step()``; ``step`` returns the
+    events of all streams, each stream's in order. Nothing here blocks or sleeps.
+    """
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        vad: SileroVAD | None = None,
+        options: WorkerOptions | None = None,
+        gate_options: GateOptions | None = None,
+        tracker_options: TrackerOptions | None = None,
+        profiles: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        self.embedder = embedder
+        self.vad = vad or SileroVAD()
+        self.options = options or WorkerOptions()
+        self.gate_options = gate_options or GateOptions()
+        self.tracker_options = tracker_options or TrackerOptions()
+        spec = embedder.spec
+        if spec.sample_rate != self.vad.sample_rate:
+            raise ConfigError(
+                f"model {spec.name} runs at {spec.sample_rate} Hz; the VAD needs 16000"
+            )
+        hop_s = self.options.hop_s or spec.hop_s
+        self.hop_frames = max(1, round(hop_s / spec.frame_s))
+        if abs(self.hop_frames * spec.frame_s - hop_s) > 1e-6 or hop_s > spec.window_s:
+            raise ConfigError(
+                f"hop_s={hop_s} must be a multiple of {spec.frame_s} s and at most the "
+                f"{spec.window_s} s window"
+            )
+        self.profiles: dict[str, np.ndarray] = dict(profiles or {})
+        self.streams: dict[str, Stream] = {}
+        self._batch = np.zeros(
+            (self.options.max_batch, spec.window_frames, spec.frontend().n_features), np.float32
+        )
+        self._filled = 0  # windows waiting in the batch buffer
+        self.windows_embedded = 0
+
+    # Streams
+
+    def open_stream(self, stream_id: str, tracker: Tracker | None = None) -> Stream:
+        """A new stream; ``tracker`` replaces the default identity tracker (e.g. for enrollment)."""
+        if stream_id in self.streams:
+            raise ConfigError(f"a stream named {stream_id!r} is open already; pick another id")
+        tracker = tracker or Tracker(stream_id, self.tracker_options, self.profiles)
+        stream = Stream(self, stream_id, tracker)
+        self.streams[stream_id] = stream
+        return stream
+
+    def close_stream(self, stream_id: str) -> list[Event]:
+        """Process what is left of a stream, close its open regions, and forget it."""
+        stream = self.streams[stream_id]
+        stream.closed = True
+        events = self.drain()
+        update = stream.gate.close(stream.time_s)
+        events += stream.tracker.close(update, stream.time_s)
+        del self.streams[stream_id]
+        return events
+
+    def set_profiles(self, profiles: dict[str, np.ndarray]) -> None:
+        """Replace the enrolled voices every stream's tracker matches against."""
+        self.profiles = dict(profiles)
+        for stream in self.streams.values():
+            stream.tracker.set_profiles(self.profiles)
+
+    # Processing
+
+    def pending(self) -> bool:
+        return any(s.pending_samples for s in self.streams.values())
+
+    def drain(self) -> list[Event]:
+        """Step until every pushed sample is processed."""
+        events: list[Event] = []
+        while self.pending():
+            events += self.step()
+        return events
+
+    def step(self) -> list[Event]:
+        """Process up to ``step_s`` of new audio per stream; return the events it decided."""
+        spec = self.embedder.spec
+        active = [s for s in self.streams.values() if s.pending_samples]
+        max_samples = int(self.options.step_s * spec.sample_rate)
+        for stream in active:
+            stream._add_frames(stream._take(max_samples))
+        self._run_vad(active)
+        windows: list[tuple[Stream, Window, int]] = []
+        for stream in active:
+            self._cut_windows(stream, windows)
+        self._embed(windows)
+        events: list[Event] = []
+        for stream in active:
+            events += self._feed_tracker(stream)
+        return events
+
+    def _run_vad(self, streams: list[Stream]) -> None:
+        ready = {s.id: s._vad_chunks_ready() for s in streams}
+        probs: dict[str, list[float]] = {s.id: [] for s in streams}
+        for i in range(max(ready.values(), default=0)):
+            batch = [s for s in streams if ready[s.id] > i]
+            chunks = np.stack([s._vad_chunk(i) for s in batch])
+            for stream, p in zip(
+                batch, self.vad([s.vad_state for s in batch], chunks), strict=False
+            ):
+                probs[stream.id].append(float(p))
+        for stream in streams:
+            stream._apply_vad(probs[stream.id])
+
+    def _cut_windows(self, stream: Stream, out: list[tuple[Stream, Window, int]]) -> None:
+        spec = self.embedder.spec
+        size = spec.window_frames
+        available = min(stream.frames.end, stream.voiced.end, stream.energy.end)
+        while stream.next_window + size <= available:
+            first = stream.next_window
+            stream.next_window += self.hop_frames
+            voiced = stream.voiced.read(first, first + size)
+            ratio = float(voiced.mean())
+            energy = stream.energy.read(first, first + size)
+            speech_energy = energy[voiced].mean() if voiced.any() else energy.mean()
+            window = Window(
+                start_s=first * spec.frame_s,
+                end_s=(first + size) * spec.frame_s,
+                speech_ratio=ratio,
+                level_dbfs=float(10 * np.log10(speech_energy + 1e-10)),
+            )
+            # Ready once the last frame's samples and its VAD chunk were both in.
+            last_sample = (first + size - 1) * spec.frame_hop_samples
+            frame_need = last_sample + spec.frame_hop_samples
+            vad_need = -(-(last_sample + 1) // CHUNK_SAMPLES) * CHUNK_SAMPLES
+            ready_s = max(frame_need, vad_need) / spec.sample_rate
+            slot = -1
+            if ratio >= self.options.min_speech_ratio:
+                if self._filled == self.options.max_batch:
+                    self._embed(out)
+                slot = self._filled
+                self._filled += 1
+                stream.frames.read(first, first + size, out=self._batch[slot])
+            out.append((stream, window, slot))
+            stream._observe(ready_s, 1, window)
+
+    def _embed(self, windows: list[tuple[Stream, Window, int]]) -> None:
+        """Embed the batch filled so far and hand each vector to its window."""
+        todo = [w for _, w, slot in windows if slot >= 0 and w.embedding is None]
+        if not todo:
+            return
+        levels = np.array([w.level_dbfs for w in todo])
+        vectors = self.embedder.embed(self._batch[: len(todo)], levels)
+        for window, vector in zip(todo, vectors, strict=False):
+            window.embedding = vector
+        self.windows_embedded += len(todo)
+        self._filled = 0
+
+    def _feed_tracker(self, stream: Stream) -> list[Event]:
+        events: list[Event] = []
+        for obs in sorted(stream._observations):
+            if isinstance(obs.payload, Window):
+                events += stream.tracker.window(obs.payload, obs.time_s)
+            else:
+                events += stream.tracker.gate(obs.payload, obs.time_s)
+        stream._observations.clear()
+        return events

@@ -1,0 +1,280 @@
+"""The conversation simulator, driven by synthetic "voices" (noise and noise bursts)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from streamer.errors import AudioError, ConfigError
+from streamer.scoring import read_rttm
+from streamer.simulate import (
+    Conversation,
+    SimulationOptions,
+    load_speaker_folder,
+    simulate,
+    simulate_from_folder,
+    speaker_id,
+)
+
+SR = 16000
+FADE = 160  # the simulator's 10 ms fade at each turn edge
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def noise_voices(n: int, seconds: float = 12.0, seed: int = 0) -> dict[str, np.ndarray]:
+    """One recording of white noise per speaker: no silence, no two alike."""
+    rng = np.random.default_rng(seed)
+    return {
+        f"spk{i}": (0.1 * rng.standard_normal(round(seconds * SR))).astype(np.float32)
+        for i in range(n)
+    }
+
+
+def options(**overrides) -> SimulationOptions:
+    base = dict(n_speakers=3, duration_s=30.0, enroll_s=2.0, overlap_prob=0.3, seed=7)
+    return SimulationOptions(**{**base, **overrides})
+
+
+def test_same_seed_same_conversation_other_seed_other_one():
+    voices = noise_voices(4)
+    a = simulate(voices, options())
+    b = simulate(voices, options())
+    assert np.array_equal(a.audio, b.audio)
+    assert a.turns == b.turns
+    assert a.enrollment.keys() == b.enrollment.keys()
+    c = simulate(voices, options(seed=8))
+    assert c.turns != a.turns
+    d = simulate(voices, options(), index=1)
+    assert d.turns != a.turns and d.file_id == "sim0001"
+
+
+BOUNDS_CASES = [dict(seed=seed, overlap_prob=0.4) for seed in range(4)] + [
+    # long overlaps against short turns: an overlap is capped at half of either turn
+    dict(seed=seed, overlap_prob=0.8, overlap_max_s=2.0, turn_min_s=0.5, turn_max_s=3.0)
+    for seed in range(4)
+]
+
+
+@pytest.mark.parametrize("case", BOUNDS_CASES)
+def test_turns_respect_length_gap_and_overlap_bounds(case):
+    opts = options(n_strangers=1, duration_s=60.0, **case)
+    seed = opts.seed
+    conv = simulate(noise_voices(6, seed=seed), opts)
+    turns = conv.turns
+    tick = 1 / SR
+    assert len(conv.audio) == round(opts.duration_s * SR)
+    assert conv.audio.dtype == np.float32
+    assert len(turns) >= 6
+    assert {t.speaker for t in turns} == set(conv.enrollment) | set(conv.strangers)
+    assert turns[0].start_s <= opts.gap_max_s + tick
+    assert turns[-1].end_s <= opts.duration_s
+    for t in turns:
+        assert opts.turn_min_s - tick <= t.duration_s <= opts.turn_max_s + tick
+    for prev, cur in zip(turns, turns[1:], strict=False):
+        assert cur.speaker != prev.speaker
+        gap = cur.start_s - prev.end_s
+        assert -opts.overlap_max_s - tick <= gap <= opts.gap_max_s + tick
+        assert -gap <= min(prev.duration_s, cur.duration_s) / 2 + tick
+    for before, after in zip(turns, turns[2:], strict=False):
+        assert after.start_s >= before.end_s - tick  # never three voices at once
+
+
+def test_overlaps_happen_as_often_as_asked():
+    gaps = []
+    for seed in range(10):
+        turns = simulate(noise_voices(3), options(seed=seed, overlap_prob=0.3)).turns
+        gaps += [b.start_s - a.end_s for a, b in zip(turns, turns[1:], strict=False)]
+    overlapping = np.mean(np.array(gaps) < 0)
+    assert 0.1 < overlapping < 0.5
+    none = simulate(noise_voices(3), options(overlap_prob=0.0)).turns
+    assert all(b.start_s >= a.end_s for a, b in zip(none, none[1:], strict=False))
+
+
+def test_short_turns_are_the_most_common():
+    durations = []
+    for seed in range(10):
+        conv = simulate(noise_voices(3, seconds=20.0), options(seed=seed, duration_s=60.0))
+        durations += [t.duration_s for t in conv.turns]
+    # log-uniform in [1.5, 8] s: half the turns are under 3.5 s (uniform: under a third)
+    assert 0.45 < np.mean(np.array(durations) < 3.5) < 0.75
+    assert np.mean(durations) > np.median(durations)
+
+
+def test_turn_audio_is_the_material_sample_for_sample():
+    voices = noise_voices(3)
+    opts = options(overlap_prob=0.0)
+    conv = simulate(voices, opts)
+    enroll_n = round(opts.enroll_s * SR)
+    seen = set()
+    for turn in conv.turns:
+        if turn.speaker in seen:
+            continue
+        seen.add(turn.speaker)  # a speaker's first turn is the start of their material
+        start, end = round(turn.start_s * SR), round(turn.end_s * SR)
+        n = end - start
+        material = voices[turn.speaker][enroll_n : enroll_n + n]
+        assert np.array_equal(conv.audio[start + FADE : end - FADE], material[FADE:-FADE])
+        assert np.all(np.abs(conv.audio[start:end]) <= np.abs(material) + 1e-7)  # faded only
+    assert len(seen) == 3
+
+
+def _peak_correlation(audio: np.ndarray, chunk: np.ndarray) -> float:
+    """Largest cross-correlation of ``chunk`` against ``audio``, relative to its energy."""
+    size = 1 << int(np.ceil(np.log2(len(audio) + len(chunk))))
+    corr = np.fft.irfft(np.fft.rfft(audio, size) * np.conj(np.fft.rfft(chunk, size)), size)
+    return float(np.max(corr) / np.dot(chunk, chunk))
+
+
+def test_enrollment_audio_never_occurs_in_the_conversation():
+    voices = noise_voices(3, seconds=9.0)  # 7 s of material: turns wrap around it
+    opts = options(duration_s=40.0, enroll_s=2.0)
+    conv = simulate(voices, opts)
+    enroll_n = round(opts.enroll_s * SR)
+    half_s = SR // 2
+    assert sorted(conv.enrollment) == sorted(voices)
+    for speaker, enrollment in conv.enrollment.items():
+        assert np.array_equal(enrollment, voices[speaker][:enroll_n])
+        for at in range(0, enroll_n - half_s + 1, half_s):
+            assert _peak_correlation(conv.audio, enrollment[at : at + half_s]) < 0.2
+        # the control: material right after the enrollment part is found
+        material = voices[speaker][enroll_n : enroll_n + half_s]
+        assert _peak_correlation(conv.audio, material) > 0.9
+
+
+def test_trimmed_turns_start_and_end_on_speech():
+    rng = np.random.default_rng(3)
+    on, off = round(0.7031 * SR), round(0.4173 * SR)
+    pattern = np.concatenate([np.ones(on), np.zeros(off)])
+    voices = {
+        f"spk{i}": (0.1 * rng.standard_normal(14 * SR) * np.resize(pattern, 14 * SR)).astype(
+            np.float32
+        )
+        for i in range(3)
+    }
+    opts = options(overlap_prob=0.0, turn_min_s=1.0, turn_max_s=4.0, seed=1)
+    conv = simulate(voices, opts)
+    assert len(conv.turns) > 5
+    for turn in conv.turns:
+        start, end = round(turn.start_s * SR), round(turn.end_s * SR)
+        assert np.any(conv.audio[start : start + FADE])  # its first and last 10 ms hold sound
+        assert np.any(conv.audio[end - FADE : end])
+    silent = np.ones(len(conv.audio), dtype=bool)
+    for turn in conv.turns:
+        silent[round(turn.start_s * SR) : round(turn.end_s * SR)] = False
+    assert not np.any(conv.audio[silent])  # no audio outside the reference turns
+
+
+def test_strangers_take_turns_without_enrollment():
+    conv = simulate(noise_voices(5), options(n_speakers=2, n_strangers=2, duration_s=60.0))
+    assert len(conv.enrollment) == 2 and len(conv.strangers) == 2
+    assert not set(conv.enrollment) & set(conv.strangers)
+    spoken = {t.speaker for t in conv.turns}
+    assert set(conv.strangers) <= spoken and set(conv.enrollment) <= spoken
+
+
+def test_explicit_participants_are_used():
+    voices = noise_voices(4)
+    conv = simulate(voices, options(), enrolled=["spk3", "spk1"], strangers=["spk0"])
+    assert list(conv.enrollment) == ["spk3", "spk1"] and conv.strangers == ["spk0"]
+    assert {t.speaker for t in conv.turns} == {"spk0", "spk1", "spk3"}
+
+
+def test_rttm_round_trip_and_save(tmp_path):
+    conv = simulate(noise_voices(3), options(n_strangers=0))
+    parsed = read_rttm(conv.to_rttm())
+    assert list(parsed) == [conv.file_id]
+    assert len(parsed[conv.file_id]) == len(conv.turns)
+    for (start, end, label), turn in zip(parsed[conv.file_id], conv.turns, strict=True):
+        assert label == turn.speaker
+        assert start == pytest.approx(turn.start_s, abs=5e-4)
+        assert end == pytest.approx(turn.end_s, abs=1e-3)
+    line = conv.to_rttm().splitlines()[0].split()
+    assert line[:3] == ["SPEAKER", conv.file_id, "1"] and line[5:7] == ["<NA>", "<NA>"]
+
+    wav = conv.save(tmp_path)
+    audio, rate = sf.read(wav, dtype="float32")
+    assert rate == SR and len(audio) == len(conv.audio)
+    assert np.max(np.abs(audio - conv.audio)) < 1e-4  # 16-bit PCM
+    assert read_rttm(tmp_path / f"{conv.file_id}.rttm") == parsed
+    assert sorted(p.stem for p in (tmp_path / "enroll").glob("*.wav")) == sorted(conv.enrollment)
+
+
+def test_too_short_recording_and_too_few_voices_are_refused():
+    voices = noise_voices(3)
+    voices["spk1"] = voices["spk1"][: 3 * SR]  # 2 s enrollment + 1 s < 1.5 s turn
+    with pytest.raises(AudioError, match="spk1"):
+        simulate(voices, options(), enrolled=["spk0", "spk1"], strangers=["spk2"])
+    with pytest.raises(ConfigError, match="need 4"):
+        simulate(noise_voices(3), options(n_strangers=1))
+    with pytest.raises(ConfigError):
+        SimulationOptions(turn_min_s=5.0, turn_max_s=2.0)
+    with pytest.raises(ConfigError):
+        SimulationOptions(n_speakers=1, n_strangers=0)
+
+
+def test_speaker_ids_from_file_names(tmp_path):
+    assert speaker_id("19-198-0000.flac") == "19"
+    assert speaker_id("/x/alice.wav") == "alice"
+    assert speaker_id("two-parts.wav") == "two-parts"
+    with pytest.raises(AudioError, match="no .flac/.wav files"):
+        load_speaker_folder(tmp_path)
+
+
+def write_folder(folder: Path, seconds: float = 12.0) -> None:
+    """Five speakers as files; one speaker in two files, one at 8 kHz stereo."""
+    rng = np.random.default_rng(5)
+    for name in ["19-198-0000", "19-198-0001", "26-495-0000", "bob", "carol"]:
+        sf.write(folder / f"{name}.flac", 0.1 * rng.standard_normal(round(seconds * SR)), SR)
+    stereo = 0.1 * rng.standard_normal((round(seconds * 8000), 2))
+    sf.write(folder / "dave.wav", stereo, 8000)
+    sf.write(folder / "tiny.wav", 0.1 * rng.standard_normal(SR), SR)  # too short to use
+
+
+def test_simulate_from_folder(tmp_path):
+    write_folder(tmp_path)
+    assert list(load_speaker_folder(tmp_path)) == ["19", "26", "bob", "carol", "dave", "tiny"]
+    opts = options(n_speakers=3, n_strangers=2, duration_s=20.0)
+    first = simulate_from_folder(tmp_path, opts, 0)
+    again = simulate_from_folder(tmp_path, opts, 0)
+    other = simulate_from_folder(tmp_path, opts, 3)
+    assert np.array_equal(first.audio, again.audio) and first.turns == again.turns
+    assert other.turns != first.turns and other.file_id == "sim0003"
+    voices = set(first.enrollment) | set(first.strangers)
+    assert voices == {"19", "26", "bob", "carol", "dave"}  # "tiny" is skipped
+
+
+def test_cli_writes_conversations(tmp_path):
+    from streamer.cli import simulate as command
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    write_folder(src)
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    args = parser.parse_args(
+        ["simulate", str(src), str(out), "--count", "2", "--duration-s", "15", "--enroll-s", "3"]
+    )
+    assert args.func(args) == 0
+    for file_id in ["sim0000", "sim0001"]:
+        assert (out / file_id / f"{file_id}.wav").is_file()
+        assert len(list((out / file_id / "enroll").glob("*.wav"))) == 3
+    assert sorted(read_rttm(out / "reference.rttm")) == ["sim0000", "sim0001"]
+
+
+@pytest.mark.skipif(
+    not (SHARED_DATA / "librispeech-train-clean-100").is_dir(), reason="no dev data"
+)
+def test_librispeech_conversation_has_speech_in_its_turns():
+    conv: Conversation = simulate_from_folder(
+        SHARED_DATA / "librispeech-train-clean-100", SimulationOptions(n_strangers=1), 0
+    )
+    assert len(conv.enrollment) == 3 and len(conv.strangers) == 1
+    inside = np.zeros(len(conv.audio), dtype=bool)
+    for turn in conv.turns:
+        inside[round(turn.start_s * SR) : round(turn.end_s * SR)] = True
+    assert np.sqrt(np.mean(conv.audio[inside] ** 2)) > 0.01
+    assert not np.any(conv.audio[~inside])
