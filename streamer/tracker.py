@@ -27,6 +27,9 @@ class TrackerOptions:
     Attributes:
         accept_score: cosine similarity to a profile that a segment (the mean of its
             windows) needs to take that profile's name.
+        reject_score: a segment whose best score is below this is ``unknown`` at once;
+            between the two scores the label waits for more windows.
+        max_undecided: windows a segment may stay undecided before it is ``unknown``.
         margin: the best profile must beat the runner-up by this much.
         window_accept_score: the same bar for one window's vote, used to spot a change.
         same_score: a window this similar to the current segment's mean continues it.
@@ -38,6 +41,8 @@ class TrackerOptions:
     """
 
     accept_score: float = 0.75
+    reject_score: float = 0.68
+    max_undecided: int = 4
     margin: float = 0.03
     window_accept_score: float = 0.75
     same_score: float = 0.8
@@ -61,6 +66,7 @@ class Tracker:
         self.last_label: str | None = None  # last label of the stream (across regions)
         self.segment_start_s = 0.0
         self._sum: np.ndarray | None = None  # sum of the open segment's window vectors
+        self._windows = 0  # windows in the open segment
         self._score = 0.0
         self._pending: list = []  # deviating windows not yet confirmed as a change
 
@@ -92,25 +98,31 @@ class Tracker:
             return []
         if window.end_s - max(window.start_s, self.region_start_s) < o.min_region_s:
             return []
-        vector = window.embedding
         if self._sum is None:
-            return self._open_segment([window], self.region_start_s, now_s)
-        similarity = float(_unit(self._sum) @ vector)
-        vote, _ = self.classify(vector, o.window_accept_score)
-        deviates = similarity < o.same_score or (vote not in (None, UNKNOWN, self.label))
+            return self._open_segment(window, self.region_start_s, now_s)
+        if window.start_s < self.segment_start_s:
+            # Straddles the segment start: part of it is the previous voice or silence.
+            # It refines the label, weighted by its share, but cannot signal a change.
+            self._pending.clear()
+            return self._extend(window, now_s)
+        similarity = float(_unit(self._sum) @ window.embedding)
+        vote, _ = self.classify(window.embedding, o.window_accept_score)
+        deviates = similarity < o.same_score or (vote not in (UNKNOWN, self.label))
         if not deviates:
             self._pending.clear()
-            return self._extend([window], now_s)
+            return self._extend(window, now_s)
         self._pending.append(window)
         if len(self._pending) < o.confirm_windows:
             return []
         pending, self._pending = self._pending, []
-        label, _ = self.classify(_unit(sum(w.embedding for w in pending)), o.accept_score)
-        if label == self.label and label != UNKNOWN:
-            return self._extend(pending, now_s)
         change_s = max(self.segment_start_s, pending[0].end_s - o.change_lag_s)
+        label, _ = self.classify(pending[-1].embedding, o.accept_score)
+        if label == self.label and label != UNKNOWN:
+            for w in pending:
+                self._extend(w, now_s)
+            return []
         events = [self._segment_event(change_s, now_s)]
-        return events + self._open_segment(pending, change_s, now_s)
+        return events + self._open_segment(pending[-1], change_s, now_s)
 
     def close(self, update: GateUpdate, now_s: float) -> list[Event]:
         """End of stream: close the open segment and region."""
@@ -130,21 +142,27 @@ class Tracker:
             return self.names[order[0]], best
         return UNKNOWN, best
 
-    def _open_segment(self, windows: list, start_s: float, now_s: float) -> list[Event]:
-        self._sum = sum(w.embedding for w in windows).astype(np.float64)
+    def _open_segment(self, window, start_s: float, now_s: float) -> list[Event]:
         self.segment_start_s = start_s
+        self._sum = np.zeros_like(window.embedding, dtype=np.float64)
+        self._windows = 0
         self.label = None
-        return self._relabel(now_s)
+        return self._extend(window, now_s)
 
-    def _extend(self, windows: list, now_s: float) -> list[Event]:
-        self._sum = self._sum + sum(w.embedding for w in windows)
+    def _extend(self, window, now_s: float) -> list[Event]:
+        """Add a window to the open segment, weighted by its share after the segment start."""
+        inside = window.end_s - max(window.start_s, self.segment_start_s)
+        self._sum += window.embedding * (inside / (window.end_s - window.start_s))
         return self._relabel(now_s)
 
     def _relabel(self, now_s: float) -> list[Event]:
         """Re-decide the open segment's label from all its windows so far."""
-        label, score = self.classify(_unit(self._sum), self.options.accept_score)
+        o = self.options
+        self._windows += 1
+        label, score = self.classify(_unit(self._sum), o.accept_score)
         self._score = score
-        if label == self.label:
+        undecided = label == UNKNOWN and score >= o.reject_score
+        if label == self.label or (undecided and self._windows < o.max_undecided):
             return []
         events = []
         previous = self.last_label if self.label is None else self.label
@@ -156,11 +174,13 @@ class Tracker:
         return events
 
     def _segment_event(self, end_s: float, now_s: float) -> Event:
-        return self._event("segment", self.segment_start_s, end_s, now_s, self.label, self._score)
+        """The closing open segment; one still undecided is ``unknown``."""
+        label = self.label or UNKNOWN
+        return self._event("segment", self.segment_start_s, end_s, now_s, label, self._score)
 
     def _end_region(self, span: tuple[float, float], now_s: float) -> list[Event]:
         events = []
-        if self.label is not None:
+        if self._sum is not None:
             events.append(self._segment_event(span[1], now_s))
         events.append(self._event("speech_end", span[0], span[1], now_s))
         self.in_region = False

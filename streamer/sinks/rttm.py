@@ -51,6 +51,7 @@ class RttmSink:
         self.path = Path(path)
         self.file_id = file_id
         self.segments: list[tuple[float, float, str]] = []
+        self.written = 0  # RTTM lines written by close()
         tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
         try:
             if self.path.is_dir():
@@ -70,9 +71,10 @@ class RttmSink:
         """Write the RTTM (empty when there were no segments) and put it in place."""
         if self._tmp is None:
             return
+        text = format_rttm(self.file_id, self.segments)
         try:
             with self._file:
-                self._file.write(format_rttm(self.file_id, self.segments))
+                self._file.write(text)
                 self._file.flush()
                 os.fsync(self._file.fileno())
             os.replace(self._tmp, self.path)
@@ -80,6 +82,7 @@ class RttmSink:
             self.discard()
             raise output_error(self.path, "RTTM", exc) from exc
         self._tmp = None
+        self.written = text.count("\n")
 
     def discard(self) -> None:
         """Drop what was collected and remove the temporary file."""

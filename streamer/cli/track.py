@@ -1,0 +1,195 @@
+"""``streamer track``: run an audio file through the tracker and show or save its events."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..events import UNKNOWN, Event
+from ..profiles import ProfileStore
+from . import (
+    add_model_options,
+    add_profiles_option,
+    check_readable,
+    load_engine,
+    positive_float,
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``track`` sub-command."""
+    parser = subparsers.add_parser(
+        "track",
+        help="who speaks when in an audio file, live",
+        description=(
+            "Stream FILE through the tracker and print a line per finished segment and per "
+            "speaker change as they are decided, then a summary. Voices are matched against "
+            "the profiles made with the same model; others are 'unknown'. The stream id in "
+            "the events and the RTTM file id is FILE's name without its extension."
+        ),
+    )
+    parser.add_argument("file", metavar="FILE", type=Path, help="audio file (wav, flac, ogg, mp3)")
+    parser.add_argument(
+        "--realtime",
+        action="store_true",
+        help="feed the audio at its own pace, as a microphone would (default: as fast as it goes)",
+    )
+    parser.add_argument(
+        "--rttm", type=Path, metavar="OUT.rttm", help="write the segments as RTTM at the end"
+    )
+    parser.add_argument(
+        "--jsonl",
+        type=Path,
+        metavar="OUT.jsonl",
+        help="write every event as a JSON line as it comes (docs/events.md)",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="print only the summary, no event lines"
+    )
+    parser.add_argument(
+        "--hop-s",
+        type=positive_float,
+        metavar="S",
+        help="seconds between embedding windows (default: the model's; 0.2 for ge2e)",
+    )
+    add_profiles_option(parser)
+    add_model_options(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+class Summary:
+    """A sink that counts what a run found: speech regions, events, seconds per label."""
+
+    def __init__(self) -> None:
+        self.regions = 0
+        self.events = 0
+        self.seconds: dict[str, float] = {}
+
+    def write(self, event: Event) -> None:
+        self.events += 1
+        if event.type == "speech_start":
+            self.regions += 1
+        elif event.type == "segment" and event.label is not None:
+            duration = max(0.0, event.end_s - event.start_s)
+            self.seconds[event.label] = self.seconds.get(event.label, 0.0) + duration
+
+    def close(self) -> None:
+        pass
+
+    def speakers(self) -> str:
+        ranked = sorted(self.seconds.items(), key=lambda item: (-item[1], item[0]))
+        return ", ".join(f"{label} {seconds:.1f} s" for label, seconds in ranked) or "none"
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Outputs must not overwrite the input or each other."""
+    outputs = [
+        (flag, path) for flag, path in (("--jsonl", args.jsonl), ("--rttm", args.rttm)) if path
+    ]
+    for flag, path in outputs:
+        if _same_file(path, args.file):
+            raise ConfigError(f"{flag} {path} is the input file; pick another output path")
+    if len(outputs) == 2 and _same_file(args.jsonl, args.rttm):
+        raise ConfigError(f"--jsonl and --rttm are the same file ({args.rttm}); pick two paths")
+
+
+def profile_names(store: ProfileStore, model: str) -> list[str]:
+    """The names tracking will match, with a warning on stderr about the rest."""
+    profiles = store.all()
+    others = [f"{p.name} ({p.model})" for p in profiles if p.model != model]
+    if others:
+        print(
+            f"streamer: warning: ignoring profiles made with another model: {', '.join(others)}",
+            file=sys.stderr,
+        )
+    names = [p.name for p in profiles if p.model == model]
+    if not names:
+        print(
+            f"streamer: warning: no {model} profiles in {store.path}, so every voice is "
+            f"{UNKNOWN!r}; add one with: streamer enroll NAME CLIP",
+            file=sys.stderr,
+        )
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.text import Text
+
+    from ..audio import open_audio
+    from ..pipeline import track_file
+    from ..sinks.console import ConsoleSink
+    from ..sinks.jsonl import JsonlSink
+    from ..sinks.rttm import RttmSink
+    from ..worker import WorkerOptions
+
+    # Everything that can be checked without the model, first.
+    path: Path = args.file
+    check_readable(path)
+    with open_audio(path) as f:
+        duration_s = f.frames / f.samplerate
+    check_outputs(args)
+    store = ProfileStore(args.profiles)
+    names = profile_names(store, args.model)
+    stream_id = path.stem
+
+    console = Console(highlight=False, soft_wrap=True)
+    summary = Summary()
+    with ExitStack() as stack:
+        sinks = []
+        # The RTTM sink only makes a temporary file, removed if the JSONL path fails.
+        if args.rttm:
+            rttm = stack.enter_context(RttmSink(args.rttm, stream_id))
+            sinks.append(rttm)
+        if args.jsonl:
+            jsonl = stack.enter_context(JsonlSink(args.jsonl))
+            sinks.append(jsonl)
+        loading = time.perf_counter()
+        engine = load_engine(args, store, worker=WorkerOptions(hop_s=args.hop_s))
+        load_s = time.perf_counter() - loading
+        if not args.quiet:
+            console.print(
+                Text(
+                    f"tracking {path} ({duration_s:.1f} s) with {args.model}; "
+                    f"profiles: {', '.join(names) or 'none'}"
+                )
+            )
+            view = ConsoleSink(console, live=args.realtime)
+            stack.callback(view.close)
+            sinks.append(view)
+        sinks.append(summary)
+        started = time.perf_counter()
+        for event in track_file(engine, path, stream_id, realtime=args.realtime):
+            for sink in sinks:
+                sink.write(event)
+        processing_s = time.perf_counter() - started
+
+    if summary.regions == 0:
+        print(f"no speech found in {path}", file=sys.stderr)
+    rtf = processing_s / duration_s if duration_s > 0 else 0.0
+    pace = "paced in real time" if args.realtime else f"real-time factor {rtf:.3f}"
+    console.print(
+        Text(
+            f"{duration_s:.1f} s of audio in {processing_s:.2f} s ({pace}; "
+            f"model loaded in {load_s:.2f} s)"
+        )
+    )
+    console.print(Text(f"speakers: {summary.speakers()}"))
+    if args.jsonl:
+        console.print(Text(f"wrote {jsonl.count} events to {args.jsonl}"))
+    if args.rttm:
+        console.print(Text(f"wrote {rttm.written} segments to {args.rttm}"))
+    return 0

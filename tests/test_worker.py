@@ -1,0 +1,127 @@
+"""The whole streaming pipeline on synthetic voices: real VAD, real model, real audio."""
+
+import numpy as np
+import pytest
+
+from streamer.events import UNKNOWN
+from tests.conftest import ENROLLED, run_stream
+from tests.synth import conversation
+
+TURNS = [
+    ("alice", 4.0),
+    ("bob", 3.0),
+    ("carol", 5.0),
+    ("alice", 2.5),
+    ("dave", 3.5),  # a stranger
+    ("bob", 4.0),
+    ("carol", 3.0),
+]
+
+
+@pytest.fixture(scope="module")
+def convo():
+    return conversation(TURNS, gap_s=0.6, seed=7)
+
+
+@pytest.fixture(scope="module")
+def enrolled(voice_profiles):
+    return {name: voice_profiles[name] for name in ENROLLED}
+
+
+@pytest.fixture(scope="module")
+def events(make_engine, enrolled, convo):
+    return run_stream(make_engine(enrolled), convo[0])
+
+
+def label_share(events, start, end):
+    """Seconds of [start, end] covered by each segment label."""
+    shares = {}
+    for e in events:
+        if e.type == "segment":
+            overlap = min(end, e.end_s) - max(start, e.start_s)
+            if overlap > 0:
+                shares[e.label] = shares.get(e.label, 0.0) + overlap
+    return shares
+
+
+def test_enrolled_speakers_are_named_through_turns(events, convo):
+    for start, end, speaker in convo[1]:
+        shares = label_share(events, start, end)
+        expected = speaker if speaker in ENROLLED else UNKNOWN
+        assert shares.get(expected, 0) >= 0.8 * (end - start), (speaker, shares)
+
+
+def test_strangers_are_unknown_not_the_nearest_name(events, convo):
+    start, end, _ = next(t for t in convo[1] if t[2] == "dave")
+    shares = label_share(events, start, end)
+    assert sum(v for k, v in shares.items() if k in ENROLLED) < 0.1 * (end - start)
+
+
+def test_no_flicker(events, convo):
+    changes = [e for e in events if e.type == "change"]
+    assert len(changes) <= len(convo[1]) - 1 + 1
+    segments = [e for e in events if e.type == "segment"]
+    assert min(e.end_s - e.start_s for e in segments) > 0.5
+
+
+def test_timestamps_are_monotonic(events):
+    emitted = [e.emitted_at for e in events]
+    assert emitted == sorted(emitted)
+    segments = [e for e in events if e.type == "segment"]
+    for a, b in zip(segments, segments[1:]):
+        assert a.start_s < a.end_s <= b.start_s
+    for e in events:
+        assert e.start_s <= e.end_s and e.end_s <= e.emitted_at + 1e-9
+
+
+def test_changes_are_timely(events, convo):
+    turns = convo[1]
+    for prev, turn in zip(turns, turns[1:]):
+        if prev[2] == turn[2]:
+            continue
+        matches = [e for e in events if e.type == "change" and abs(e.start_s - turn[0]) < 0.6]
+        assert matches, f"no change near {turn[0]:.2f}"
+        assert matches[0].emitted_at - turn[0] < 2.0
+
+
+@pytest.mark.parametrize("chunk,step_every", [(160, 1), (1600, 3), (16000 * 60, 1)])
+def test_result_does_not_depend_on_chunking(
+    make_engine, enrolled, convo, events, chunk, step_every
+):
+    again = run_stream(make_engine(enrolled), convo[0], chunk=chunk, step_every=step_every)
+    assert [e.to_dict() for e in again] == [e.to_dict() for e in events]
+
+
+def test_streams_batched_together_match_separate_runs(make_engine, enrolled, convo, events):
+    engine = make_engine(enrolled)
+    other_audio = conversation([("carol", 3.0), ("bob", 3.0)], seed=3)[0]
+    alone = run_stream(make_engine(enrolled), other_audio)
+    a, b = engine.open_stream("test"), engine.open_stream("other")
+    together = []
+    for i in range(0, max(len(convo[0]), len(other_audio)), 640):
+        if i < len(convo[0]):
+            a.push(convo[0][i : i + 640])
+        if i < len(other_audio):
+            b.push(other_audio[i : i + 640])
+        together += engine.step()
+    together += engine.close_stream("test") + engine.close_stream("other")
+    assert [e.to_dict() for e in together if e.stream == "test"] == [e.to_dict() for e in events]
+    other = [e.to_dict() for e in together if e.stream == "other"]
+    assert other == [dict(e.to_dict(), stream="other") for e in alone]
+
+
+def test_silence_and_noise_give_no_identity(make_engine, enrolled):
+    rng = np.random.default_rng(1)
+    sr = 16000
+    audio = np.concatenate(
+        [
+            np.zeros(2 * sr),
+            0.05 * rng.standard_normal(3 * sr),  # broadband noise
+            0.3 * np.sin(2 * np.pi * 1000 * np.arange(2 * sr) / sr),  # a tone
+            np.zeros(sr),
+        ]
+    ).astype(np.float32)
+    for i in range(0, len(audio), sr // 2):  # clicks
+        audio[i : i + 40] += 0.8
+    events = run_stream(make_engine(enrolled), audio)
+    assert not [e for e in events if e.type in ("speaker", "segment", "change")]
