@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .errors import ConfigError
@@ -59,15 +60,14 @@ def build_engine(options: PipelineOptions, store: ProfileStore | None = None) ->
     )
 
 
-def track_file(
+def track_chunks(
     engine: Engine,
-    path: str | Path,
+    chunks: Iterable[np.ndarray],
     stream_id: str,
     realtime: bool = False,
-    chunk_s: float = 0.02,
     batch_s: float = 1.0,
 ) -> Iterator[Event]:
-    """Stream a file through the engine in ``chunk_s`` chunks and yield events live.
+    """Push chunks (mono float32 at the model's rate) through a new stream; yield events live.
 
     In fast mode the worker runs once ``batch_s`` of audio is waiting, so windows are
     embedded in batches; in real time it runs after every chunk. The events are the
@@ -76,10 +76,23 @@ def track_file(
     stream = engine.open_stream(stream_id)
     threshold = 1 if realtime else int(batch_s * engine.embedder.spec.sample_rate)
     try:
-        for chunk in file_chunks(path, engine.embedder.spec.sample_rate, chunk_s, realtime):
+        for chunk in chunks:
             stream.push(chunk)
             if stream.pending_samples >= threshold:
                 yield from engine.step()
     finally:
         events = engine.close_stream(stream_id)
     yield from events
+
+
+def track_file(
+    engine: Engine,
+    path: str | Path,
+    stream_id: str,
+    realtime: bool = False,
+    chunk_s: float = 0.02,
+    batch_s: float = 1.0,
+) -> Iterator[Event]:
+    """Stream a file through the engine in ``chunk_s`` chunks (paced with ``realtime``)."""
+    chunks = file_chunks(path, engine.embedder.spec.sample_rate, chunk_s, realtime)
+    yield from track_chunks(engine, chunks, stream_id, realtime, batch_s)

@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 import soundfile as sf
 
+from .audio import load_audio
 from .errors import AudioError, ConfigError, NoSpeechError
 
 AUDIO_SUFFIXES = (".flac", ".wav")
@@ -179,20 +180,6 @@ def load_speaker_folder(path: str | Path) -> dict[str, list[Path]]:
     for file in files:
         speakers.setdefault(speaker_id(file), []).append(file)
     return dict(sorted(speakers.items()))
-
-
-def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
-    """A file as float32 mono at ``sample_rate`` (channels averaged, resampled with soxr)."""
-    try:
-        audio, rate = sf.read(path, dtype="float32", always_2d=True)
-    except (RuntimeError, OSError) as error:
-        raise AudioError(f"cannot read {path}: {error}") from error
-    mono = audio.mean(axis=1, dtype=np.float32)
-    if rate != sample_rate:
-        import soxr
-
-        mono = soxr.resample(mono, rate, sample_rate)
-    return np.ascontiguousarray(mono, dtype=np.float32)
 
 
 def pick_speakers(
