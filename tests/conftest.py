@@ -8,9 +8,9 @@ import torch
 
 from streamer.enroll import collect
 from streamer.models import Embedder, get_spec
+from streamer.synth import speech
 from streamer.vad import SileroVAD
 from streamer.worker import Engine
-from tests.synth import speech
 
 torch.set_num_threads(1)
 

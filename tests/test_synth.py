@@ -9,7 +9,7 @@ import librosa
 import numpy as np
 import pytest
 
-from tests import synth
+from streamer import synth
 
 SR = 16000
 TEXT = "The quick brown fox jumps over the lazy dog near the river bank."

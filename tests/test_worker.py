@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from streamer.events import UNKNOWN
+from streamer.synth import conversation
 from tests.conftest import ENROLLED, run_stream
-from tests.synth import conversation
 
 TURNS = [
     ("alice", 4.0),

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from streamer.features.ge2e_mel import GE2EMel
-from tests.synth import speech
+from streamer.synth import speech
 
 
 @pytest.fixture(scope="module")

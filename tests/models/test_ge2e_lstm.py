@@ -8,8 +8,8 @@ import torch
 from streamer.errors import ModelError
 from streamer.features.ge2e_mel import GE2EMel
 from streamer.models.ge2e_lstm import default_weights_path, load_ge2e
+from streamer.synth import speech
 from tests.conftest import run_stream
-from tests.synth import speech
 
 
 def reference_embeddings(audio: np.ndarray, starts: list[int]) -> np.ndarray:

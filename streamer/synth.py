@@ -1,8 +1,8 @@
-"""Multi-voice synthetic English speech for the test suite, made with espeak-ng.
+"""Multi-voice synthetic English speech (espeak-ng) for the demo, the tests and examples.
 
-The ``espeakng-loader`` wheel ships ``libespeak-ng.so`` and its ``espeak-ng-data``; this module
-drives the library through ctypes (no system espeak, no subprocess, no network), so tests get
-real, varied speech from several clearly different voices.
+The ``espeakng-loader`` wheel ships ``libespeak-ng.so`` and its ``espeak-ng-data``; this
+module drives the library through ctypes (no system espeak, no subprocess, no network), so
+the demo and the tests get real, varied speech from several clearly different voices.
 
 Public API::
 
