@@ -63,9 +63,8 @@ def show(store: ProfileStore) -> None:
     if not names:
         console.print(Text(f"no profiles in {store.path}"))
         return
-    table = Table(
-        title=Text(f"profiles in {store.path}"), box=box.SIMPLE_HEAD, title_justify="left"
-    )
+    console.print(Text(f"profiles in {store.path}"))
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("name")
     table.add_column("speech s", justify="right")
     table.add_column("model")

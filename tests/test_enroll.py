@@ -1,0 +1,55 @@
+"""Enrollment with real speech: the profile and the Eagle-style feedback codes."""
+
+import numpy as np
+import pytest
+
+from streamer.enroll import enroll
+from streamer.errors import NoSpeechError, ProfileError
+from streamer.profiles import Profile, ProfileStore
+from streamer.synth import speech
+
+
+@pytest.fixture
+def store(tmp_path):
+    return ProfileStore(tmp_path)
+
+
+def test_enroll_creates_then_extends(store, make_engine, voice_profiles):
+    engine = make_engine()
+    report = enroll(store, "alice", [("a1", speech("alice", 5.0, seed=11))], engine)
+    assert report.codes == ["ok"] and report.speech_s > 4.0
+    first = store.get("alice")
+    assert float(first.embedding @ voice_profiles["alice"]) > 0.9
+    enroll(store, "alice", [("a2", speech("alice", 3.0, seed=12))], engine)
+    second = store.get("alice")
+    assert second.count > first.count and second.speech_s > first.speech_s
+
+
+def test_too_little_speech_saves_nothing(store, make_engine):
+    report = enroll(store, "bob", [("b", speech("bob", 2.0, seed=13))], make_engine())
+    assert "too_little_speech" in report.codes and report.profile is None
+    assert store.names() == []
+
+
+def test_no_voice_is_an_error(store, make_engine):
+    with pytest.raises(NoSpeechError, match="no speech found in quiet"):
+        enroll(store, "bob", [("quiet", np.zeros(16000 * 3, np.float32))], make_engine())
+
+
+def test_clips_that_disagree_are_flagged(store, make_engine):
+    clips = [("bob.wav", speech("bob", 5.0, seed=14)), ("carol.wav", speech("carol", 5.0, seed=14))]
+    report = enroll(store, "bob", clips, make_engine())
+    assert "clips_disagree" in report.codes and report.profile is None
+
+
+def test_voice_close_to_another_profile_is_reported(store, make_engine):
+    engine = make_engine()
+    enroll(store, "dave", [("d", speech("dave", 5.0, seed=15))], engine)
+    report = enroll(store, "dave2", [("d2", speech("dave", 5.0, seed=16))], engine)
+    assert "close_to_other" in report.codes and report.profile is not None
+
+
+def test_profile_from_another_model_is_refused(store, make_engine):
+    store.save(Profile("erin", "rf5-gru", total=np.ones(256), count=1, speech_s=5))
+    with pytest.raises(ProfileError, match="made with model 'rf5-gru'"):
+        enroll(store, "erin", [("e", speech("erin", 5.0, seed=17))], make_engine())

@@ -1,0 +1,100 @@
+import json
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from streamer.errors import ProfileError
+from streamer.profiles import Profile, ProfileStore, check_name, default_store_path
+
+
+def make(name="alice", model="ge2e", dim=4):
+    return Profile(name=name, model=model, total=np.ones(dim), count=1, speech_s=5.0)
+
+
+@pytest.mark.parametrize(
+    "name", ["../x", "a/b", "a\\b", "", ".hidden", "x" * 65, "unknown", "a\nb"]
+)
+def test_unsafe_names_are_refused(name):
+    with pytest.raises(ProfileError, match="invalid profile name"):
+        check_name(name)
+
+
+@pytest.mark.parametrize("name", ["alice", "Bob Smith", "jean-luc", "zoë", "speaker.2"])
+def test_ordinary_names_are_accepted(name):
+    assert check_name(name) == name
+
+
+def test_save_is_private_and_atomic(tmp_path):
+    store = ProfileStore(tmp_path / "store")
+    path = store.save(make())
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o700
+    assert [p.name for p in store.path.iterdir()] == ["alice.json"]  # no temp files left
+    again = store.get("alice")
+    np.testing.assert_allclose(again.embedding, np.full(4, 0.5))
+
+
+def test_failed_write_keeps_the_old_profile(tmp_path, monkeypatch):
+    store = ProfileStore(tmp_path)
+    store.save(make())
+    before = (tmp_path / "alice.json").read_text()
+
+    def crash(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(json, "dump", crash)
+    with pytest.raises(ProfileError, match="No space left"):
+        store.save(make(dim=4))
+    assert (tmp_path / "alice.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alice.json"]
+
+
+def test_extend_is_the_renormalised_mean_of_all_unit_vectors(tmp_path):
+    a, b, c = np.eye(3)
+    profile = Profile("x", "ge2e", total=np.zeros(3), count=0, speech_s=0)
+    profile.extend(np.stack([a, b]), 4.0)
+    profile.extend(c[None], 2.0)
+    np.testing.assert_allclose(profile.embedding, np.ones(3) / np.sqrt(3), rtol=1e-6)
+    assert profile.count == 3 and profile.speech_s == 6.0
+
+
+def test_rename_remove_and_unknown_names(tmp_path):
+    store = ProfileStore(tmp_path)
+    store.save(make("alice"))
+    store.save(make("bob"))
+    store.rename("alice", "carol")
+    assert store.names() == ["bob", "carol"]
+    with pytest.raises(ProfileError, match="exists already"):
+        store.rename("carol", "bob")
+    store.remove("bob")
+    with pytest.raises(ProfileError, match="no profile named 'bob'.*known: carol"):
+        store.get("bob")
+
+
+def test_models_never_mix(tmp_path):
+    store = ProfileStore(tmp_path)
+    store.save(make("alice", model="ge2e"))
+    store.save(make("bob", model="wespeaker-resnet34"))
+    assert [p.name for p in store.for_model("ge2e")] == ["alice"]
+
+
+def test_damaged_file_and_store_that_is_a_file(tmp_path):
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ProfileError, match="damaged"):
+        ProfileStore(tmp_path).get("bad")
+    regular = tmp_path / "file"
+    regular.write_text("x")
+    with pytest.raises(ProfileError, match="not a folder"):
+        ProfileStore(regular)
+    with pytest.raises(ProfileError, match="cannot write"):
+        ProfileStore(regular / "sub").save(make())
+
+
+def test_store_location_precedence(monkeypatch, tmp_path):
+    monkeypatch.setenv("STREAMER_PROFILES", str(tmp_path))
+    assert default_store_path() == tmp_path
+    monkeypatch.delenv("STREAMER_PROFILES")
+    # Run from this checkout: the checkout's own profiles/ folder.
+    assert default_store_path().name == "profiles"
