@@ -106,23 +106,20 @@ def check_outputs(args: argparse.Namespace) -> None:
         raise ConfigError(f"--jsonl and --rttm are the same file ({args.rttm}); pick two paths")
 
 
-def profile_names(store: ProfileStore, model: str) -> list[str]:
-    """The names tracking will match, with a warning on stderr about the rest."""
+def profile_names(store: ProfileStore, model: str) -> tuple[list[str], list[str]]:
+    """The names tracking will match, and warnings about the store's other profiles."""
     profiles = store.all()
-    others = [f"{p.name} ({p.model})" for p in profiles if p.model != model]
-    if others:
-        print(
-            f"streamer: warning: ignoring profiles made with another model: {', '.join(others)}",
-            file=sys.stderr,
-        )
     names = [p.name for p in profiles if p.model == model]
+    others = [f"{p.name} ({p.model})" for p in profiles if p.model != model]
+    warnings = []
+    if others:
+        warnings.append(f"ignoring profiles made with another model: {', '.join(others)}")
     if not names:
-        print(
-            f"streamer: warning: no {model} profiles in {store.path}, so every voice is "
-            f"{UNKNOWN!r}; add one with: streamer enroll NAME CLIP",
-            file=sys.stderr,
+        warnings.append(
+            f"no {model} profiles in {store.path}, so every voice is {UNKNOWN!r}; "
+            "add one with: streamer enroll NAME CLIP"
         )
-    return names
+    return names, warnings
 
 
 def run(args: argparse.Namespace) -> int:
@@ -143,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         duration_s = f.frames / f.samplerate
     check_outputs(args)
     store = ProfileStore(args.profiles)
-    names = profile_names(store, args.model)
+    names, warnings = profile_names(store, args.model)
     stream_id = path.stem
 
     console = Console(highlight=False, soft_wrap=True)
@@ -160,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
         loading = time.perf_counter()
         engine = load_engine(args, store, worker=WorkerOptions(hop_s=args.hop_s))
         load_s = time.perf_counter() - loading
+        for warning in warnings:  # once nothing can fail before the audio is processed
+            print(f"streamer: warning: {warning}", file=sys.stderr)
         if not args.quiet:
             console.print(
                 Text(

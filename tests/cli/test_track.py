@@ -1,0 +1,241 @@
+"""``streamer track``: outputs, the no-speech case, and bad inputs that fail fast."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+import streamer.pipeline
+from streamer.events import EVENT_TYPES, SCHEMA_VERSION, Event
+from streamer.scoring import read_rttm
+from streamer.sinks.console import ConsoleSink
+
+from .conftest import TURNS
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def turn_labels(segments, reference) -> list[str]:
+    """For each reference turn, the label that covers most of it."""
+    labels = []
+    for start, end in reference:
+        cover: dict[str, float] = {}
+        for s, e, label in segments:
+            cover[label] = cover.get(label, 0.0) + max(0.0, min(e, end) - max(s, start))
+        labels.append(max(cover, key=cover.get) if cover else "")
+    return labels
+
+
+@pytest.fixture(scope="module")
+def tracked(tmp_path_factory, audio, enrolled_store):
+    """One fast run over the conversation with both outputs (shared by several tests)."""
+    from streamer.cli import main
+
+    out = tmp_path_factory.mktemp("tracked")
+    args = ["track", audio["talk.wav"], "--profiles", enrolled_store]
+    args += ["--jsonl", out / "talk.jsonl", "--rttm", out / "talk.rttm"]
+    assert main([str(a) for a in args]) == 0
+    return out
+
+
+def test_jsonl_holds_every_event_in_decision_order(tracked):
+    events = read_jsonl(tracked / "talk.jsonl")
+    assert events, "no events"
+    assert {e["v"] for e in events} == {SCHEMA_VERSION}
+    assert {e["stream"] for e in events} == {"talk"}  # the file stem
+    assert {e["type"] for e in events} <= set(EVENT_TYPES)
+    decided = [e["emitted_at"] for e in events]
+    assert decided == sorted(decided)
+    starts = [e for e in events if e["type"] == "speech_start"]
+    ends = [e for e in events if e["type"] == "speech_end"]
+    assert len(starts) == len(ends) >= 1
+
+
+def test_rttm_is_the_segment_events_sorted(tracked):
+    events = read_jsonl(tracked / "talk.jsonl")
+    segments = sorted(
+        (e["start_s"], e["end_s"], e["label"]) for e in events if e["type"] == "segment"
+    )
+    text = (tracked / "talk.rttm").read_text()
+    assert text.startswith("SPEAKER talk 1 ")
+    rttm = read_rttm(tracked / "talk.rttm")
+    assert list(rttm) == ["talk"]
+    assert [label for *_, label in rttm["talk"]] == [label for *_, label in segments]
+    for (start, end, _), (r_start, r_end, _) in zip(segments, rttm["talk"]):
+        assert r_start == pytest.approx(start, abs=1e-3)
+        assert r_end == pytest.approx(end, abs=2e-3)
+
+
+def test_the_enrolled_voices_are_named(tracked):
+    from streamer.synth import conversation
+
+    _, reference = conversation(TURNS, gap_s=0.6, seed=7)
+    segments = read_rttm(tracked / "talk.rttm")["talk"]
+    spans = [(start, end) for start, end, _ in reference]
+    assert turn_labels(segments, spans) == [who for *_, who in reference]
+
+
+def test_prints_lines_and_a_summary_as_plain_text(cli, audio, store):
+    result = cli("track", audio["talk.wav"], "--profiles", store)
+    assert result.code == 0, result.err
+    assert "\x1b[" not in result.out  # not a terminal: no colours or cursor moves
+    lines = result.out.splitlines()
+    assert lines[0].startswith(f"tracking {audio['talk.wav']}")
+    assert any("change alice -> bob" in line for line in lines)
+    assert "real-time factor" in result.out
+    summary = next(line for line in lines if line.startswith("speakers: "))
+    assert "alice" in summary and "bob" in summary
+    assert result.err == ""
+
+
+def test_quiet_prints_only_the_summary(cli, audio, store):
+    result = cli("track", audio["talk.wav"], "--profiles", store, "--quiet")
+    assert result.code == 0
+    lines = result.out.splitlines()
+    assert len(lines) == 2
+    assert "real-time factor" in lines[0] and lines[1].startswith("speakers: ")
+
+
+def test_realtime_gives_the_same_events(cli, audio, store, tmp_path, monkeypatch):
+    monkeypatch.setattr("streamer.sources.file.time.sleep", lambda seconds: None)
+    fast, paced = tmp_path / "fast.jsonl", tmp_path / "paced.jsonl"
+    assert cli("track", audio["talk.wav"], "--profiles", store, "--jsonl", fast).code == 0
+    result = cli("track", audio["talk.wav"], "--profiles", store, "--jsonl", paced, "--realtime")
+    assert result.code == 0
+    assert "paced in real time" in result.out
+    assert read_jsonl(paced) == read_jsonl(fast)
+
+
+def test_no_speech_still_writes_empty_outputs(cli, audio, store, tmp_path):
+    jsonl, rttm = tmp_path / "out.jsonl", tmp_path / "out.rttm"
+    result = cli(
+        "track", audio["silence.wav"], "--profiles", store, "--jsonl", jsonl, "--rttm", rttm
+    )
+    assert result.code == 0
+    assert result.err == f"no speech found in {audio['silence.wav']}\n"
+    assert jsonl.read_text() == "" and rttm.read_text() == ""
+    assert "speakers: none" in result.out
+
+
+def test_without_profiles_every_voice_is_unknown(cli, audio, tmp_path):
+    rttm = tmp_path / "out.rttm"
+    result = cli("track", audio["talk.wav"], "--profiles", tmp_path / "none", "--rttm", rttm, "-q")
+    assert result.code == 0
+    assert "no ge2e profiles" in result.err
+    assert {label for *_, label in read_rttm(rttm)["talk"]} == {"unknown"}
+
+
+def test_profiles_of_another_model_are_ignored_with_a_warning(cli, audio, store, tmp_path):
+    path = store / "bob.json"
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "model": "other"}))
+    rttm = tmp_path / "out.rttm"
+    result = cli("track", audio["talk.wav"], "--profiles", store, "--rttm", rttm, "-q")
+    assert result.code == 0
+    assert "ignoring profiles made with another model: bob (other)" in result.err
+    assert "bob" not in {label for *_, label in read_rttm(rttm)["talk"]}
+
+
+def test_ctrl_c_exits_130_quietly_and_keeps_no_partial_rttm(
+    cli, audio, store, tmp_path, monkeypatch
+):
+    real = streamer.pipeline.track_file
+
+    def interrupted(*args, **kwargs):
+        for n, event in enumerate(real(*args, **kwargs)):
+            if n == 3:
+                raise KeyboardInterrupt
+            yield event
+
+    monkeypatch.setattr(streamer.pipeline, "track_file", interrupted)
+    jsonl, rttm = tmp_path / "out.jsonl", tmp_path / "out.rttm"
+    result = cli("track", audio["talk.wav"], "--profiles", store, "--jsonl", jsonl, "--rttm", rttm)
+    assert result.code == 130
+    assert result.err == ""
+    assert len(read_jsonl(jsonl)) == 3  # what was decided before Ctrl-C
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "profiles"]
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("missing.wav", "no such file"),
+        ("empty.wav", "is empty"),
+        ("corrupt.wav", "cannot decode audio"),
+    ],
+)
+def test_bad_audio_fails_before_the_model_loads(cli, audio, no_model, tmp_path, name, message):
+    path = audio["talk.wav"].parent / name
+    result = cli("track", path, "--jsonl", tmp_path / "out.jsonl")
+    assert result.code == 1
+    assert message in result.error
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_folder_is_not_audio(cli, tmp_path, no_model):
+    assert "is a folder" in cli("track", tmp_path).error
+
+
+@pytest.mark.parametrize("flag", ["--jsonl", "--rttm"])
+def test_unwritable_outputs_fail_before_the_model_loads(cli, audio, no_model, tmp_path, flag):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    talk = audio["talk.wav"]
+    assert "is a file, not a folder" in cli("track", talk, flag, a_file / "out").error
+    assert "does not exist" in cli("track", talk, flag, tmp_path / "no" / "out").error
+    assert "is a folder" in cli("track", talk, flag, tmp_path).error
+    assert "is the input file" in cli("track", talk, flag, talk).error
+    assert sorted(os.listdir(tmp_path)) == ["a-file"]  # no temporary files left behind
+
+
+def test_a_bad_jsonl_path_leaves_no_rttm_behind(cli, audio, no_model, tmp_path):
+    result = cli(
+        "track",
+        audio["talk.wav"],
+        "--rttm",
+        tmp_path / "out.rttm",
+        "--jsonl",
+        tmp_path / "no" / "x",
+    )
+    assert "does not exist" in result.error
+    assert os.listdir(tmp_path) == []
+
+
+def test_bad_options(cli, audio, store):
+    talk = audio["talk.wav"]
+    assert cli("track", talk, "--hop-s", "-1").code == 2  # usage error
+    assert cli("track", talk, "--threads", "0").code == 2
+    assert cli("track", talk, "--model", "nope").code == 2
+    assert "multiple of" in cli("track", talk, "--profiles", store, "--hop-s", "0.155").error
+    assert "unknown device" in cli("track", talk, "--device", "toaster").error
+    assert "not found" in cli("track", talk, "--weights", talk.parent / "none.pt").error
+    assert "not a folder" in cli("track", talk, "--profiles", talk).error
+
+
+def test_the_live_view_on_a_terminal():
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100)
+    view = ConsoleSink(console, live=True)
+    assert view._live is not None
+    events = [
+        Event("speech_start", "s", 0.0, 0.0, 0.3),
+        Event("speaker", "s", 0.0, 1.6, 1.6, "alice", 0.81),
+        Event("segment", "s", 0.0, 4.0, 4.6, "alice", 0.9),
+        Event("change", "s", 4.0, 5.2, 5.2, "bob", 0.8, "alice"),
+        Event("speaker", "s", 4.0, 5.2, 5.2, "bob", 0.8),
+    ]
+    for event in events:
+        view.write(event)
+    assert "bob" in view.__rich__().plain and "since 4.00 s" in view.__rich__().plain
+    view.close()
+    text = out.getvalue()
+    assert "0.00 -     4.00" in text and "change" in text
+    view.write(Event("speech_end", "s", 0.0, 8.0, 8.4))
+    assert "silence" in view.__rich__().plain
