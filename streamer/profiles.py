@@ -118,6 +118,10 @@ class ProfileStore:
         if self.path.exists() and not self.path.is_dir():
             raise ProfileError(f"profile store {self.path} is not a folder; pass --profiles DIR")
 
+    def file(self, name: str) -> Path:
+        """The file that holds (or would hold) profile ``name``."""
+        return self._file(name)
+
     def _file(self, name: str) -> Path:
         return self.path / f"{check_name(name)}.json"
 
@@ -125,7 +129,7 @@ class ProfileStore:
         if not self.path.is_dir():
             return []
         try:
-            return sorted(p.stem for p in self.path.glob("*.json"))
+            return sorted(p.stem for p in self.path.glob("*.json") if _NAME.fullmatch(p.stem))
         except OSError as exc:
             raise ProfileError(f"cannot read profile store {self.path}: {exc.strerror}") from exc
 
@@ -178,7 +182,9 @@ class ProfileStore:
         return path
 
     def remove(self, name: str) -> None:
-        self.get(name)
+        """Delete a profile (a damaged file too)."""
+        if not self._file(name).is_file():
+            self.get(name)  # raises the "no profile named" error
         try:
             self._file(name).unlink()
         except OSError as exc:

@@ -98,3 +98,12 @@ def test_store_location_precedence(monkeypatch, tmp_path):
     monkeypatch.delenv("STREAMER_PROFILES")
     # Run from this checkout: the checkout's own profiles/ folder.
     assert default_store_path().name == "profiles"
+
+
+def test_damaged_profile_can_be_removed_and_temp_files_are_not_profiles(tmp_path):
+    store = ProfileStore(tmp_path)
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / ".tmp-abc123.json").write_text("{}")
+    assert store.names() == ["bad"]
+    store.remove("bad")
+    assert store.names() == []

@@ -104,7 +104,6 @@ def run(args: argparse.Namespace) -> int:
         )
     verb = "extended" if extending else "saved"
     print(
-        f"{verb} profile {name!r} ({profile.speech_s:.1f} s of speech in all) "
-        f"in {store.path / (name + '.json')}"
+        f"{verb} profile {name!r} ({profile.speech_s:.1f} s of speech in all) in {store.file(name)}"
     )
     return 0

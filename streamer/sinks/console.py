@@ -48,19 +48,32 @@ def change_line(event: Event) -> Text:
     )
 
 
+def speaker_line(event: Event) -> Text:
+    """``   0.00   speaker alice  0.77  (+1.60 s)``: who speaks since ``start_s``."""
+    label = event.label or ""
+    return Text.assemble(
+        f"{event.start_s:8.2f}   speaker ",
+        (label, label_style(label)),
+        f"  {_score(event.score)}  (+{event.emitted_at - event.start_s:.2f} s)",
+    )
+
+
 class ConsoleSink:
     """Prints a line per finished segment and per speaker change, in order.
 
-    With ``live`` on a terminal it also keeps a status line at the bottom, redrawn in
-    place: who is speaking now with their score, or silence, and the elapsed time (for
-    real-time runs). Off a terminal (a pipe, a file) the lines are plain text and there
-    is no status line.
+    With ``live`` it also shows who is speaking now. On a terminal that is a status line
+    at the bottom, redrawn in place: the current speaker with their score, or silence,
+    and the elapsed time. Off a terminal (a pipe, a file) there is no status line, so
+    each new ``speaker`` decision is printed as a line instead (unless the ``change``
+    line just before says the same). Off a terminal nothing is coloured.
     """
 
     def __init__(self, console: Console, live: bool = False) -> None:
         self.console = console
         self.in_speech = False
         self.current: Event | None = None  # the last ``speaker`` event of the open region
+        self._speaker_lines = live and not console.is_terminal
+        self._last: Event | None = None
         self._started = time.monotonic()
         self._live: Live | None = None
         if live and console.is_terminal:
@@ -75,10 +88,13 @@ class ConsoleSink:
             self.current = None
         elif event.type == "speaker":
             self.current = event
+            if self._speaker_lines and not _announced(self._last, event):
+                self.console.print(speaker_line(event))
         elif event.type == "segment":
             self.console.print(segment_line(event))
         elif event.type == "change":
             self.console.print(change_line(event))
+        self._last = event
 
     def __rich__(self) -> Text:
         """The status line (rendered by :class:`rich.live.Live`)."""
@@ -99,3 +115,12 @@ class ConsoleSink:
         if self._live is not None:
             self._live.stop()
             self._live = None
+
+
+def _announced(previous: Event | None, speaker: Event) -> bool:
+    """Whether ``previous`` is the ``change`` event that already told of ``speaker``."""
+    return (
+        previous is not None
+        and previous.type == "change"
+        and (previous.label, previous.start_s) == (speaker.label, speaker.start_s)
+    )

@@ -239,3 +239,24 @@ def test_the_live_view_on_a_terminal():
     assert "0.00 -     4.00" in text and "change" in text
     view.write(Event("speech_end", "s", 0.0, 8.0, 8.4))
     assert "silence" in view.__rich__().plain
+
+
+def test_live_off_a_terminal_prints_each_new_speaker_once():
+    out = io.StringIO()
+    view = ConsoleSink(Console(file=out, width=100), live=True)
+    assert view._live is None
+    for event in [
+        Event("speech_start", "s", 0.0, 0.0, 0.3),
+        Event("speaker", "s", 0.0, 1.6, 1.6, "alice", 0.81),
+        Event("segment", "s", 0.0, 4.0, 4.6, "alice", 0.9),
+        Event("change", "s", 4.0, 5.2, 5.2, "bob", 0.8, "alice"),
+        Event("speaker", "s", 4.0, 5.2, 5.2, "bob", 0.8),
+    ]:
+        view.write(event)
+    view.close()
+    lines = [line.split() for line in out.getvalue().splitlines()]
+    assert lines == [
+        ["0.00", "speaker", "alice", "0.81", "(+1.60", "s)"],
+        ["0.00", "-", "4.00", "alice", "0.90"],
+        ["4.00", "change", "alice", "->", "bob", "0.80", "(+1.20", "s)"],
+    ]
