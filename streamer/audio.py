@@ -10,7 +10,7 @@ import soxr
 
 from .errors import AudioError
 
-FORMATS = ", ".join(sorted(f.lower() for f in ("WAV", "FLAC", "OGG", "MP3")))
+FORMATS = "flac, mp3, ogg, wav"
 
 
 def open_audio(path: str | Path) -> sf.SoundFile:

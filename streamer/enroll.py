@@ -12,6 +12,9 @@ from .profiles import Profile, ProfileStore, check_name
 from .vad import GateUpdate
 from .worker import Engine
 
+BLOCKING = ("too_little_speech", "clips_disagree")
+"""Feedback codes that stop a profile from being saved (unless ``force``)."""
+
 FEEDBACK = {
     "ok": "enough clear speech",
     "no_voice": "no speech found",
@@ -167,7 +170,7 @@ def enroll(
                 f"{options.min_speech_s:g} s — add clips",
             )
         )
-    blocking = {"too_little_speech", "clips_disagree"} & {f.code for f in feedback}
+    blocking = set(BLOCKING) & {f.code for f in feedback}
     report = EnrollmentReport(None, speech_s, windows, feedback)
     if blocking and not force:
         return report

@@ -16,9 +16,6 @@ from . import (
     non_negative_float,
 )
 
-BLOCKING = ("too_little_speech", "clips_disagree")
-"""Feedback codes that stop the profile from being saved (unless ``--force``)."""
-
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``enroll`` sub-command."""
@@ -71,7 +68,7 @@ def check_store_writable(store: ProfileStore) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..audio import load_audio
-    from ..enroll import EnrollOptions, enroll
+    from ..enroll import BLOCKING, EnrollOptions, enroll
     from ..models import get_spec
 
     name = check_name(args.name)
