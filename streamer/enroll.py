@@ -9,6 +9,7 @@ import numpy as np
 from .errors import NoSpeechError, ProfileError
 from .events import Event
 from .profiles import Profile, ProfileStore, check_name
+from .tracker import Voice
 from .vad import GateUpdate
 from .worker import Engine
 
@@ -53,7 +54,7 @@ class Collector:
         return []
 
     def window(self, window, now_s: float) -> list[Event]:
-        if window.embedding is not None:
+        if window.embedding is not None and not window.onset:
             self.embeddings.append(window.embedding)
         return []
 
@@ -110,12 +111,7 @@ def enroll(
     options = options or EnrollOptions()
     check_name(name)
     model = engine.embedder.spec.name
-    existing = store.get(name) if name in store else None
-    if existing is not None and existing.model != model:
-        raise ProfileError(
-            f"profile {name!r} was made with model {existing.model!r}, not {model!r}; "
-            f"enroll under another name or pass --model {existing.model}"
-        )
+    existing = _existing(store, name, model)
     per_clip = [(label, collect(engine, audio)) for label, audio in clips]
     feedback: list[Feedback] = []
     for label, c in per_clip:
@@ -151,8 +147,55 @@ def enroll(
         speech_s=0.0,
     )
     profile.extend(np.concatenate([np.stack(c.embeddings) for _, c in voiced]), speech_s)
-    for other in store.for_model(model):
-        if other.name != name:
+    return _save(
+        store, profile, EnrollmentReport(None, speech_s, windows, feedback), options, force
+    )
+
+
+def promote(
+    store: ProfileStore,
+    name: str,
+    voice: Voice,
+    model: str,
+    options: EnrollOptions | None = None,
+    force: bool = False,
+) -> EnrollmentReport:
+    """Save an unknown voice the tracker learnt (its clean windows only) as profile
+    ``name``, or add it to that profile. The same checks as :func:`enroll` apply."""
+    options = options or EnrollOptions()
+    check_name(name)
+    existing = _existing(store, name, model)
+    speech_s = voice.weight_s
+    profile = existing or Profile(
+        name=name, model=model, total=np.zeros(len(voice.total)), count=0, speech_s=0.0
+    )
+    # The voice is a bounded running mean: its centroid stands for its clean windows.
+    windows = max(1, voice.windows)
+    profile.extend(np.repeat(voice.centroid[None, :], windows, axis=0), speech_s)
+    return _save(store, profile, EnrollmentReport(None, speech_s, windows, []), options, force)
+
+
+def _existing(store: ProfileStore, name: str, model: str) -> Profile | None:
+    existing = store.get(name) if name in store else None
+    if existing is not None and existing.model != model:
+        raise ProfileError(
+            f"profile {name!r} was made with model {existing.model!r}, not {model!r}; "
+            f"enroll under another name or pass --model {existing.model}"
+        )
+    return existing
+
+
+def _save(
+    store: ProfileStore,
+    profile: Profile,
+    report: EnrollmentReport,
+    options: EnrollOptions,
+    force: bool,
+) -> EnrollmentReport:
+    """Check the finished profile against the store; save it unless a check blocks."""
+    feedback = report.feedback
+    for other in store.for_model(profile.model):
+        if other.name != profile.name:
             score = float(profile.embedding @ other.embedding)
             if score >= options.max_other_score:
                 feedback.append(
@@ -171,7 +214,6 @@ def enroll(
             )
         )
     blocking = set(BLOCKING) & {f.code for f in feedback}
-    report = EnrollmentReport(None, speech_s, windows, feedback)
     if blocking and not force:
         return report
     if not feedback:

@@ -14,7 +14,7 @@ from .events import Event
 from .models import Embedder, get_spec
 from .profiles import ProfileStore
 from .sources.file import file_chunks
-from .tracker import TrackerOptions
+from .tracker import Tracker, TrackerOptions
 from .vad import GateOptions, SileroVAD
 from .worker import Engine, WorkerOptions
 
@@ -66,14 +66,18 @@ def track_chunks(
     stream_id: str,
     realtime: bool = False,
     batch_s: float = 1.0,
+    tracker: Tracker | None = None,
 ) -> Iterator[Event]:
     """Push chunks (mono float32 at the model's rate) through a new stream; yield events live.
+
+    Pass ``tracker`` (e.g. ``engine.new_tracker(stream_id)``) to read its unknown voices
+    afterwards.
 
     In fast mode the worker runs once ``batch_s`` of audio is waiting, so windows are
     embedded in batches; in real time it runs after every chunk. The events are the
     same either way.
     """
-    stream = engine.open_stream(stream_id)
+    stream = engine.open_stream(stream_id, tracker)
     threshold = 1 if realtime else int(batch_s * engine.embedder.spec.sample_rate)
     try:
         for chunk in chunks:
@@ -92,7 +96,8 @@ def track_file(
     realtime: bool = False,
     chunk_s: float = 0.02,
     batch_s: float = 1.0,
+    tracker: Tracker | None = None,
 ) -> Iterator[Event]:
     """Stream a file through the engine in ``chunk_s`` chunks (paced with ``realtime``)."""
     chunks = file_chunks(path, engine.embedder.spec.sample_rate, chunk_s, realtime)
-    yield from track_chunks(engine, chunks, stream_id, realtime, batch_s)
+    yield from track_chunks(engine, chunks, stream_id, realtime, batch_s, tracker)

@@ -1,18 +1,31 @@
 """The tracker: speech regions and window embeddings in, identity events out (sans-I/O).
 
-Each window that is mostly speech of the current speech region is scored against the
-enrolled profiles (cosine similarity of unit vectors). A window votes for a name when
-its best score clears ``accept_score`` with a ``margin`` over the runner-up, for
-``unknown`` when no profile reaches ``reject_score``, and abstains in between. The
-label of a region is decided by the first vote; afterwards a different label must win
-``confirm_windows`` consecutive votes before the tracker reports a change, so one
-ambiguous window never makes the label flicker. A change is dated back to where the
-new voice most likely began.
+Windows are scored against the enrolled profiles (cosine similarity of unit vectors).
+Short windows score lower for everyone, so every bar is interpolated between its value
+for the shortest onset window and its value for a full window.
+
+* A segment's label comes from the mean of its windows: a name when the best profile
+  clears ``accept_score`` with a ``margin`` over the runner-up, ``unknown`` when none
+  reaches ``reject_score``; in between it waits (at most ``max_undecided`` windows).
+* Speaker changes are looked for where the voice resumes after a pause (an onset
+  window, cut by the worker from the first voiced chunk): when the onset's audio
+  confidently names someone else, the change is dated at the onset and emitted as soon
+  as the onset window is in. Onset windows that name the current speaker settle that
+  onset as a continuation.
+* Voices that match no profile become unknown voices with stable labels
+  (``speaker-1``, ``speaker-2``, ... in order of appearance): each is a centroid of the
+  clean full windows of its segments (windows wholly inside one segment and mostly
+  speech, so overlap at turn edges and silence do not pull it), a bounded running mean,
+  scored alongside the profiles. :meth:`Tracker.voice` gives a voice's centroid, which
+  is how an unknown voice is promoted to a profile.
+* Turns with no pause are caught by full windows: ``confirm_windows`` consecutive
+  windows that deviate from the segment make a change, dated ``change_lag_s`` before the
+  end of the first of them. One ambiguous window never makes the label flicker.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,60 +35,155 @@ from .vad import GateUpdate
 
 @dataclass(frozen=True)
 class TrackerOptions:
-    """Decision thresholds and smoothing.
+    """Decision thresholds and smoothing (scores are cosine similarities).
 
     Attributes:
-        accept_score: cosine similarity to a profile that a segment (the mean of its
-            windows) needs to take that profile's name.
+        accept_score: score a full-length segment needs to take a profile's name.
         reject_score: a segment whose best score is below this is ``unknown`` at once;
-            between the two scores the label waits for more windows.
+            between the two it waits for more windows.
         max_undecided: windows a segment may stay undecided before it is ``unknown``.
         margin: the best profile must beat the runner-up by this much.
-        window_accept_score: the same bar for one window's vote, used to spot a change.
-        same_score: a window this similar to the current segment's mean continues it.
-        min_region_s: a window must overlap the current speech region by this many
-            seconds to count (so the previous speaker's tail does not decide a new region).
-        confirm_windows: consecutive deviating windows that make a change.
-        change_lag_s: how far before the end of the first deviating window the change
+        short_window_s: the length at which the ``short_*`` bars apply; bars for
+            lengths between it and the model's window are interpolated.
+        short_accept_score: ``accept_score`` for a ``short_window_s`` window.
+        short_reject_score: ``reject_score`` for a ``short_window_s`` window.
+        short_margin: ``margin`` for a ``short_window_s`` window.
+        new_voice_score: an onset whose audio is this dissimilar (at full length;
+            interpolated like the others from ``short_new_voice_score``) to an unknown
+            segment starts a new unknown voice.
+        short_new_voice_score: ``new_voice_score`` for a ``short_window_s`` window.
+        window_accept_score: a full window's own vote for a name, used to spot a change.
+        same_score: a full window this similar to the segment's mean continues it.
+        min_region_s: a full window must overlap the speech region by this many seconds
+            to count (so the previous speaker's tail does not decide a new region).
+        confirm_windows: consecutive deviating full windows that make a change.
+        change_lag_s: how far before the end of the first deviating window such a change
             is dated (the encoder weighs the end of its window most).
+        snap_s: such a change moves to the nearest voice onset within this many seconds
+            (turns usually start after a breath, however short).
+        window_s: the model's full window length (the engine sets it).
+        hop_s: seconds between full windows (the engine sets it).
+        min_voice_windows: clean full windows a segment needs before its voice becomes a
+            new unknown voice; until then it is plain ``unknown``.
+        max_voices: unknown voices remembered at once; when a new one arrives beyond
+            this, the one heard least recently is forgotten (its label is not reused).
+        voice_memory_s: an unknown voice's centroid is a running mean over about this
+            many seconds of its clean speech; older speech fades out, so the centroid
+            follows the voice but cannot grow without bound.
+        merge_score: two unknown voices whose centroids are this similar are one
+            voice: the younger label is folded into the older one.
     """
 
     accept_score: float = 0.75
-    reject_score: float = 0.68
+    reject_score: float = 0.66
     max_undecided: int = 4
     margin: float = 0.03
+    short_window_s: float = 0.6
+    short_accept_score: float = 0.70
+    short_reject_score: float = 0.56
+    short_margin: float = 0.08
+    new_voice_score: float = 0.55
+    short_new_voice_score: float = 0.45
     window_accept_score: float = 0.75
     same_score: float = 0.8
     min_region_s: float = 0.6
     confirm_windows: int = 2
     change_lag_s: float = 1.1
+    snap_s: float = 0.7
+    window_s: float = 1.6
+    hop_s: float = 0.2
+    # Unknown voices
+    min_voice_windows: int = 3
+    max_voices: int = 32
+    voice_memory_s: float = 60.0
+    merge_score: float = 0.8
+
+    def bars(self, length_s: float) -> tuple[float, float, float, float]:
+        """``(accept, reject, margin, new_voice)`` for a window of ``length_s``."""
+        span = max(self.window_s - self.short_window_s, 1e-9)
+        w = min(max((length_s - self.short_window_s) / span, 0.0), 1.0)
+        return (
+            self.short_accept_score + w * (self.accept_score - self.short_accept_score),
+            self.short_reject_score + w * (self.reject_score - self.short_reject_score),
+            self.short_margin + w * (self.margin - self.short_margin),
+            self.short_new_voice_score + w * (self.new_voice_score - self.short_new_voice_score),
+        )
+
+
+@dataclass
+class Voice:
+    """An unknown voice: a bounded running sum of its clean unit windows."""
+
+    label: str
+    total: np.ndarray
+    weight_s: float
+    last_heard_s: float
+    windows: int = 0
+
+    @property
+    def centroid(self) -> np.ndarray:
+        return _unit(self.total)
+
+
+@dataclass
+class _Segment:
+    start_s: float
+    label: str | None = None  # None: undecided
+    full: np.ndarray | None = None  # weighted sum of its full windows
+    onset: tuple[float, np.ndarray] | None = None  # its own latest onset window
+    clean: list = field(default_factory=list)  # (end_s, vector) of its clean windows
+    decisions: int = 0
+    inside: int = 0  # full windows wholly inside it
+    score: float = 0.0
+    previous: str | None = None  # the stream's label before this segment
+    changed: bool = False  # whether it reported a change already
 
 
 class Tracker:
     """Live identity of one stream. Feed it gate updates and windows in time order."""
+
+    CLEAN_SPEECH_RATIO = 0.8
+    """Windows with less speech than this never shape an unknown voice's centroid; nor
+    do windows less similar than ``same_score`` to their segment (overlapped speech)."""
 
     def __init__(
         self, stream_id: str, options: TrackerOptions, profiles: dict[str, np.ndarray]
     ) -> None:
         self.stream = stream_id
         self.options = options
+        self.voices: dict[str, Voice] = {}
+        self._voices_made = 0
         self.set_profiles(profiles)
         self.in_region = False
         self.region_start_s = 0.0
-        self.label: str | None = None  # label of the open segment
         self.last_label: str | None = None  # last label of the stream (across regions)
-        self.segment_start_s = 0.0
-        self._sum: np.ndarray | None = None  # sum of the open segment's window vectors
-        self._windows = 0  # windows in the open segment
-        self._score = 0.0
-        self._pending: list = []  # deviating windows not yet confirmed as a change
+        self.segment: _Segment | None = None
+        self._settled_onset_s = -1.0  # the last onset settled as continuation or change
+        self._pending: list = []  # deviating full windows not yet confirmed as a change
+        self._onsets: list[float] = []  # recent voice onsets, where changes snap to
+
+    @property
+    def label(self) -> str | None:
+        """The open segment's label (``None`` when silent or undecided)."""
+        return self.segment.label if self.segment else None
 
     def set_profiles(self, profiles: dict[str, np.ndarray]) -> None:
-        self.names = list(profiles)
-        dim = len(next(iter(profiles.values()))) if profiles else 0
-        self._matrix = np.array([profiles[n] for n in self.names], dtype=np.float32).reshape(
-            len(self.names), dim
-        )
+        self.profiles = dict(profiles)
+        self._refresh()
+
+    def voice(self, label: str) -> Voice:
+        """The unknown voice called ``label`` (``KeyError`` if there is none)."""
+        return self.voices[label]
+
+    def forget(self, label: str) -> None:
+        """Drop an unknown voice (e.g. once it was promoted to a profile)."""
+        del self.voices[label]
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self._labels = list(self.profiles) + list(self.voices)
+        vectors = list(self.profiles.values()) + [v.centroid for v in self.voices.values()]
+        self._matrix = np.array(vectors, dtype=np.float32) if vectors else None
 
     # Inputs
 
@@ -93,36 +201,14 @@ class Tracker:
 
     def window(self, window, now_s: float) -> list[Event]:
         """A window (``streamer.worker.Window``) whose inputs were complete at ``now_s``."""
-        o = self.options
+        if window.onset and window.start_s not in self._onsets:
+            self._onsets.append(window.start_s)
+            del self._onsets[:-16]
         if not self.in_region or window.embedding is None:
             return []
-        if window.end_s - max(window.start_s, self.region_start_s) < o.min_region_s:
-            return []
-        if self._sum is None:
-            return self._open_segment(window, self.region_start_s, now_s)
-        if window.start_s < self.segment_start_s:
-            # Straddles the segment start: part of it is the previous voice or silence.
-            # It refines the label, weighted by its share, but cannot signal a change.
-            self._pending.clear()
-            return self._extend(window, now_s)
-        similarity = float(_unit(self._sum) @ window.embedding)
-        vote, _ = self.classify(window.embedding, o.window_accept_score)
-        deviates = similarity < o.same_score or (vote not in (UNKNOWN, self.label))
-        if not deviates:
-            self._pending.clear()
-            return self._extend(window, now_s)
-        self._pending.append(window)
-        if len(self._pending) < o.confirm_windows:
-            return []
-        pending, self._pending = self._pending, []
-        change_s = max(self.segment_start_s, pending[0].end_s - o.change_lag_s)
-        label, _ = self.classify(pending[-1].embedding, o.accept_score)
-        if label == self.label and label != UNKNOWN:
-            for w in pending:
-                self._extend(w, now_s)
-            return []
-        events = [self._segment_event(change_s, now_s)]
-        return events + self._open_segment(pending[-1], change_s, now_s)
+        if window.onset:
+            return self._onset_window(window, now_s)
+        return self._full_window(window, now_s)
 
     def close(self, update: GateUpdate, now_s: float) -> list[Event]:
         """End of stream: close the open segment and region."""
@@ -130,62 +216,244 @@ class Tracker:
 
     # Decisions
 
-    def classify(self, vector: np.ndarray, accept_score: float) -> tuple[str, float]:
-        """The profile ``vector`` (unit length) matches, or ``unknown``; and the best score."""
-        if not self.names:
+    def classify(self, vector: np.ndarray, length_s: float) -> tuple[str | None, float]:
+        """A profile name, an unknown voice's label, ``unknown`` (a new voice) or ``None``
+        (undecided) for a unit vector from ``length_s`` of audio; and the best score."""
+        if self._matrix is None:
             return UNKNOWN, 0.0
+        accept, reject, margin, _ = self.options.bars(length_s)
         scores = self._matrix @ vector
         order = np.argsort(scores)[::-1]
         best = float(scores[order[0]])
         second = float(scores[order[1]]) if len(order) > 1 else -1.0
-        if best >= accept_score and best - second >= self.options.margin:
-            return self.names[order[0]], best
-        return UNKNOWN, best
+        if best >= accept and best - second >= margin:
+            return self._labels[order[0]], best
+        return (UNKNOWN if best < reject else None), best
 
-    def _open_segment(self, window, start_s: float, now_s: float) -> list[Event]:
-        self.segment_start_s = start_s
-        self._sum = np.zeros_like(window.embedding, dtype=np.float64)
-        self._windows = 0
-        self.label = None
-        return self._extend(window, now_s)
+    def _onset_window(self, window, now_s: float) -> list[Event]:
+        """A short window from a voice onset: open, label or split the segment."""
+        segment = self.segment
+        onset_s = window.start_s
+        if segment is None:
+            # The region's first onset opens it from its (padded) start.
+            start_s = self.region_start_s if onset_s <= self.region_start_s + 0.5 else onset_s
+            return self._open_segment(start_s, now_s, onset=window)
+        if onset_s <= segment.start_s + 0.5 and not segment.inside:
+            # The onset that opened this segment: a longer look at the same audio, and a
+            # better one than full windows that reach back before the segment.
+            if segment.full is not None:
+                segment.full = None
+                segment.label = None
+            segment.onset = (window.length_s, window.embedding)
+            return self._relabel(now_s)
+        if onset_s <= self._settled_onset_s or onset_s <= segment.start_s:
+            return []
+        label, _ = self.classify(window.embedding, window.length_s)
+        if label is None:
+            return []
+        if label == UNKNOWN and not self._named(segment.label):
+            new_voice = self.options.bars(window.length_s)[3]
+            if float(self._vector(segment) @ window.embedding) >= new_voice:
+                label = segment.label
+        self._settled_onset_s = onset_s
+        if label == segment.label:
+            return []
+        if not self._named(segment.label) and self._named(label):
+            # An unsure segment whose voice fits the onset's name: it was that voice.
+            index = self._labels.index(label)
+            fits = self.options.bars(self._evidence_s(segment))[1]
+            if float(self._matrix[index] @ self._vector(segment)) >= fits:
+                segment.onset = (window.length_s, window.embedding)
+                return self._relabel(now_s, adopt=label)
+        self._pending.clear()
+        return self._close_segment(onset_s, now_s) + self._open_segment(
+            onset_s, now_s, onset=window
+        )
+
+    def _full_window(self, window, now_s: float) -> list[Event]:
+        o = self.options
+        if window.end_s - max(window.start_s, self.region_start_s) < o.min_region_s:
+            return []
+        segment = self.segment
+        if segment is None:
+            return self._open_segment(self.region_start_s, now_s, full=window)
+        if window.start_s < segment.start_s:
+            # Straddles the segment start: part of it is the previous voice or silence.
+            # It refines the label, weighted by its share, but cannot signal a change.
+            self._pending.clear()
+            return self._extend(window, now_s)
+        similarity = float(self._vector(segment) @ window.embedding)
+        vote, _ = self.classify(window.embedding, o.window_s)
+        deviates = similarity < o.same_score or (self._named(vote) and vote != segment.label)
+        if not deviates:
+            self._pending.clear()
+            return self._extend(window, now_s)
+        self._pending.append(window)
+        if len(self._pending) < o.confirm_windows:
+            return []
+        pending, self._pending = self._pending, []
+        change_s = pending[0].end_s - o.change_lag_s
+        near = [t for t in self._onsets if abs(t - change_s) <= o.snap_s]
+        if near:
+            change_s = min(near, key=lambda t: abs(t - change_s))
+        change_s = max(segment.start_s, change_s)
+        label, _ = self.classify(pending[-1].embedding, o.window_s)
+        if label is None or label == segment.label:
+            for w in pending:
+                self._extend(w, now_s)
+            return []
+        return self._close_segment(change_s, now_s) + self._open_segment(
+            change_s, now_s, full=pending[-1]
+        )
+
+    def _named(self, label: str | None) -> bool:
+        """Whether ``label`` is a known voice (a profile or an unknown voice's label)."""
+        return label is not None and label != UNKNOWN
+
+    def _open_segment(self, start_s: float, now_s: float, onset=None, full=None) -> list[Event]:
+        self.segment = _Segment(start_s, previous=self.last_label)
+        if onset is not None:
+            self.segment.onset = (onset.length_s, onset.embedding)
+            return self._relabel(now_s)
+        return self._extend(full, now_s)
 
     def _extend(self, window, now_s: float) -> list[Event]:
-        """Add a window to the open segment, weighted by its share after the segment start."""
-        inside = window.end_s - max(window.start_s, self.segment_start_s)
-        self._sum += window.embedding * (inside / (window.end_s - window.start_s))
+        """Add a full window to the open segment, weighted by its share after the start."""
+        segment = self.segment
+        clean = (
+            window.start_s >= segment.start_s
+            and window.speech_ratio >= self.CLEAN_SPEECH_RATIO
+            and (
+                segment.full is None
+                or self._vector(segment) @ window.embedding >= self.options.same_score
+            )
+        )
+        segment.inside += window.start_s >= segment.start_s
+        inside = window.end_s - max(window.start_s, segment.start_s)
+        weighted = window.embedding * (inside / window.length_s)
+        segment.full = (
+            weighted.astype(np.float64) if segment.full is None else segment.full + weighted
+        )
+        if clean:
+            segment.clean.append((window.end_s, window.embedding))
         return self._relabel(now_s)
 
-    def _relabel(self, now_s: float) -> list[Event]:
-        """Re-decide the open segment's label from all its windows so far."""
+    def _vector(self, segment: _Segment) -> np.ndarray:
+        """The segment's evidence: its full windows, and its onset window."""
+        total = np.zeros(0)
+        if segment.full is not None:
+            total = segment.full.copy()
+        if segment.onset is not None:
+            length_s, vector = segment.onset
+            weighted = vector * (length_s / self.options.window_s)
+            total = weighted.astype(np.float64) if total.size == 0 else total + weighted
+        return _unit(total)
+
+    def _evidence_s(self, segment: _Segment) -> float:
+        """How much audio the segment's label rests on, for the length-dependent bars."""
+        return self.options.window_s if segment.full is not None else segment.onset[0]
+
+    def _relabel(self, now_s: float, adopt: str | None = None) -> list[Event]:
+        """Re-decide the open segment's label from all its windows so far (or take
+        ``adopt``). A segment reports a change at most once: corrections of its label
+        are ``speaker`` events."""
         o = self.options
-        self._windows += 1
-        label, score = self.classify(_unit(self._sum), o.accept_score)
-        self._score = score
-        undecided = label == UNKNOWN and score >= o.reject_score
-        if label == self.label or (undecided and self._windows < o.max_undecided):
+        segment = self.segment
+        segment.decisions += 1
+        label, score = self.classify(self._vector(segment), self._evidence_s(segment))
+        if adopt is not None:
+            label = adopt
+        segment.score = score
+        if label is None:
+            if segment.full is None or segment.decisions < o.max_undecided:
+                return []
+            label = UNKNOWN
+        if label == UNKNOWN and segment.label in self.voices:
+            return []  # a voice of its own already; more windows will refine it
+        if label == UNKNOWN and len(segment.clean) >= o.min_voice_windows:
+            label = self._new_voice(segment, now_s)
+        if label == segment.label:
             return []
         events = []
-        previous = self.last_label if self.label is None else self.label
-        start = self.segment_start_s
-        if previous is not None and previous != label:
-            events.append(self._event("change", start, now_s, now_s, label, score, previous))
-        self.label = self.last_label = label
-        events.append(self._event("speaker", start, now_s, now_s, label, score))
+        previous = segment.previous
+        if not segment.changed and previous is not None and previous != label:
+            segment.changed = True
+            events.append(
+                self._event("change", segment.start_s, now_s, now_s, label, score, previous)
+            )
+        segment.label = self.last_label = label
+        events.append(self._event("speaker", segment.start_s, now_s, now_s, label, score))
         return events
 
-    def _segment_event(self, end_s: float, now_s: float) -> Event:
-        """The closing open segment; one still undecided is ``unknown``."""
-        label = self.label or UNKNOWN
-        return self._event("segment", self.segment_start_s, end_s, now_s, label, self._score)
+    def _new_voice(self, segment: _Segment, now_s: float) -> str:
+        """A new unknown voice, learnt from the segment's clean windows so far."""
+        if len(self.voices) >= self.options.max_voices:
+            oldest = min(self.voices.values(), key=lambda v: v.last_heard_s)
+            del self.voices[oldest.label]
+        self._voices_made += 1
+        label = f"speaker-{self._voices_made}"
+        voice = Voice(label, np.zeros(len(segment.clean[0][1])), 0.0, now_s)
+        self.voices[label] = voice
+        self._learn(voice, [v for _, v in segment.clean], now_s)
+        segment.clean.clear()
+        return label
+
+    def _close_segment(self, end_s: float, now_s: float) -> list[Event]:
+        """Emit the closing segment (one still undecided is ``unknown``); teach its voice."""
+        segment, self.segment = self.segment, None
+        label = segment.label or UNKNOWN
+        voice = self.voices.get(label)
+        if voice is not None:
+            clean = [v for end, v in segment.clean if end <= end_s + 0.2]
+            self._learn(voice, clean, now_s)
+        return [self._event("segment", segment.start_s, end_s, now_s, label, segment.score)]
+
+    def _learn(self, voice: Voice, windows: list[np.ndarray], now_s: float) -> None:
+        """Fold clean windows into an unknown voice (bounded), then merge look-alikes."""
+        voice.last_heard_s = now_s
+        if not windows:
+            return
+        hop_s = self.options.hop_s
+        voice.total = voice.total + np.sum(windows, axis=0) * hop_s
+        voice.weight_s += hop_s * len(windows)
+        voice.windows += len(windows)
+        memory = self.options.voice_memory_s
+        if voice.weight_s > memory:
+            voice.total *= memory / voice.weight_s
+            voice.weight_s = memory
+        if self.profiles:
+            name, score = max(
+                ((n, float(p @ voice.centroid)) for n, p in self.profiles.items()),
+                key=lambda pair: pair[1],
+            )
+            if score >= self.options.accept_score:
+                # It was an enrolled voice all along, heard badly at first.
+                del self.voices[voice.label]
+                if self.last_label == voice.label:
+                    self.last_label = name
+                self._refresh()
+                return
+        for other in list(self.voices.values()):
+            if other is voice:
+                continue
+            if float(other.centroid @ voice.centroid) >= self.options.merge_score:
+                older, younger = sorted((other, voice), key=lambda v: int(v.label.split("-")[1]))
+                older.total = older.total + younger.total
+                older.weight_s += younger.weight_s
+                older.windows += younger.windows
+                older.last_heard_s = max(older.last_heard_s, younger.last_heard_s)
+                del self.voices[younger.label]
+                if self.last_label == younger.label:
+                    self.last_label = older.label
+                break
+        self._refresh()
 
     def _end_region(self, span: tuple[float, float], now_s: float) -> list[Event]:
         events = []
-        if self._sum is not None:
-            events.append(self._segment_event(span[1], now_s))
+        if self.segment is not None:
+            events += self._close_segment(span[1], now_s)
         events.append(self._event("speech_end", span[0], span[1], now_s))
         self.in_region = False
-        self.label = None
-        self._sum = None
         self._pending.clear()
         return events
 

@@ -74,7 +74,7 @@ class GateOptions:
     offset: float = 0.35
     min_speech_s: float = 0.25
     min_silence_s: float = 0.4
-    pad_s: float = 0.15
+    pad_s: float = 0.25
 
 
 @dataclass

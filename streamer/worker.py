@@ -5,8 +5,10 @@ cheap, safe to call from an I/O thread). :meth:`Engine.step` then, for every str
 
 1. turns the new samples into feature frames, each frame computed once;
 2. runs the VAD on each new 32 ms chunk (batched across streams) and the speech gate;
-3. cuts a window every ``hop_s`` over the stored frames, and embeds the windows that are
-   mostly speech — all streams' windows in one encoder batch;
+3. cuts a window every ``hop_s`` over the stored frames, plus short "onset" windows that
+   start where the voice resumes after a pause (0.6 s, 0.7 s, ... long) so a new voice is
+   recognised before a full window of it exists; embeds the windows that are mostly
+   speech — all streams' windows in one encoder batch per window length;
 4. hands gate updates and windows to the stream's tracker in audio-time order.
 
 Every observation carries the stream time at which its inputs were complete, so events
@@ -16,16 +18,21 @@ and their ``emitted_at`` do not depend on how the audio was chunked or batched.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .buffer import RingBuffer
-from .errors import AudioError, ConfigError
+from .errors import AudioError, ConfigError, ProfileError
 from .events import Event
 from .models import Embedder
+from .profiles import ProfileStore
 from .tracker import Tracker, TrackerOptions
 from .vad import CHUNK_SAMPLES, GateOptions, SileroVAD, SpeechGate, VadState
+
+if TYPE_CHECKING:
+    from .enroll import EnrollmentReport
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,9 @@ class WorkerOptions:
         buffer_s: seconds of audio each stream's ring buffer holds before the worker reads it.
         max_batch: most windows per encoder call.
         step_s: most seconds of a stream's audio one step takes (keeps steps fair and short).
+        onset_windows_s: lengths of the windows cut from each voice onset (the first
+            voiced chunk after a pause); an empty tuple turns them off. Each is cut once
+            its audio is in.
     """
 
     hop_s: float | None = None
@@ -45,17 +55,26 @@ class WorkerOptions:
     buffer_s: float = 30.0
     max_batch: int = 32
     step_s: float = 1.0
+    onset_windows_s: tuple[float, ...] = (0.6, 0.7, 0.8, 1.0, 1.2)
 
 
 @dataclass
 class Window:
-    """One embedding window of a stream, in stream seconds."""
+    """One embedding window of a stream, in stream seconds.
+
+    ``onset`` windows start at a voice onset and are shorter than the model's window.
+    """
 
     start_s: float
     end_s: float
     speech_ratio: float
     level_dbfs: float
     embedding: np.ndarray | None = None
+    onset: bool = False
+
+    @property
+    def length_s(self) -> float:
+        return self.end_s - self.start_s
 
 
 @dataclass(order=True)
@@ -89,6 +108,11 @@ class Stream:
         self.vad_chunks = 0
         self.gate = SpeechGate(engine.gate_options, CHUNK_SAMPLES / spec.sample_rate)
         self.next_window = 0  # first frame of the next window
+        self.onsets: list[list[int]] = []  # [first frame, onset windows cut] per voice onset
+        self._voiced_since: int | None = None  # first chunk of the current voiced run
+        self._onset_chunks = max(
+            1, round(engine.gate_options.min_speech_s * spec.sample_rate / CHUNK_SAMPLES)
+        )
         self.closed = False
         self._observations: list[_Observation] = []
         self._seq = 0
@@ -153,6 +177,13 @@ class Stream:
         for prob in probs:
             k = self.vad_chunks
             update = self.gate.update(k * chunk_s, prob)
+            if not self.gate.voiced:
+                self._voiced_since = None
+            elif self._voiced_since is None:
+                self._voiced_since = k
+            if self._voiced_since is not None and k - self._voiced_since + 1 == self._onset_chunks:
+                # The voice resumed and held long enough not to be a blip: an onset.
+                self.onsets.append([-(-self._voiced_since * CHUNK_SAMPLES // self._hop), 0])
             end_s = (k + 1) * chunk_s
             if update.started_at_s is not None or update.ended is not None:
                 self._observe(end_s, 0, update)
@@ -191,12 +222,25 @@ class Engine:
                 f"model {spec.name} runs at {spec.sample_rate} Hz; the VAD needs 16000"
             )
         hop_s = self.options.hop_s or spec.hop_s
+        self.onset_frames = [
+            round(length / spec.frame_s) for length in self.options.onset_windows_s
+        ]
+        if self.onset_frames != sorted(set(self.onset_frames)) or any(
+            not 0 < n < spec.window_frames for n in self.onset_frames
+        ):
+            raise ConfigError(
+                f"onset_windows_s={self.options.onset_windows_s} must be increasing lengths "
+                f"shorter than the model's {spec.window_s} s window"
+            )
         self.hop_frames = max(1, round(hop_s / spec.frame_s))
         if abs(self.hop_frames * spec.frame_s - hop_s) > 1e-6 or hop_s > spec.window_s:
             raise ConfigError(
                 f"hop_s={hop_s} must be a multiple of {spec.frame_s} s and at most the "
                 f"{spec.window_s} s window"
             )
+        self.tracker_options = replace(
+            self.tracker_options, window_s=spec.window_s, hop_s=self.hop_frames * spec.frame_s
+        )
         self.profiles: dict[str, np.ndarray] = dict(profiles or {})
         self.streams: dict[str, Stream] = {}
         self._batch = np.zeros(
@@ -211,10 +255,14 @@ class Engine:
         """A new stream; ``tracker`` replaces the default identity tracker (e.g. for enrollment)."""
         if stream_id in self.streams:
             raise ConfigError(f"a stream named {stream_id!r} is open already; pick another id")
-        tracker = tracker or Tracker(stream_id, self.tracker_options, self.profiles)
+        tracker = tracker or self.new_tracker(stream_id)
         stream = Stream(self, stream_id, tracker)
         self.streams[stream_id] = stream
         return stream
+
+    def new_tracker(self, stream_id: str) -> Tracker:
+        """An identity tracker with this engine's options and profiles."""
+        return Tracker(stream_id, self.tracker_options, self.profiles)
 
     def close_stream(self, stream_id: str) -> list[Event]:
         """Process what is left of a stream, close its open regions, and forget it."""
@@ -225,6 +273,30 @@ class Engine:
         events += stream.tracker.close(update, stream.time_s)
         del self.streams[stream_id]
         return events
+
+    def promote(
+        self, stream_id: str, label: str, name: str, store: ProfileStore, force: bool = False
+    ) -> EnrollmentReport:
+        """Save stream ``stream_id``'s unknown voice ``label`` as profile ``name``; every
+        stream then knows it by that name."""
+        from .enroll import promote
+
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            raise ConfigError(
+                f"no open stream {stream_id!r}; open streams: {', '.join(self.streams) or 'none'}"
+            )
+        voices = getattr(stream.tracker, "voices", {})
+        if label not in voices:
+            raise ProfileError(
+                f"stream {stream_id!r} has no unknown voice {label!r}; "
+                f"it has: {', '.join(voices) or 'none'}"
+            )
+        report = promote(store, name, voices[label], self.embedder.spec.name, force=force)
+        if report.profile is not None:
+            stream.tracker.forget(label)
+            self.set_profiles({**self.profiles, name: report.profile.embedding})
+        return report
 
     def set_profiles(self, profiles: dict[str, np.ndarray]) -> None:
         """Replace the enrolled voices every stream's tracker matches against."""
@@ -275,46 +347,71 @@ class Engine:
             stream._apply_vad(probs[stream.id])
 
     def _cut_windows(self, stream: Stream, out: list[tuple[Stream, Window, int]]) -> None:
-        spec = self.embedder.spec
-        size = spec.window_frames
+        size = self.embedder.spec.window_frames
         available = min(stream.frames.end, stream.voiced.end, stream.energy.end)
         while stream.next_window + size <= available:
             first = stream.next_window
             stream.next_window += self.hop_frames
-            voiced = stream.voiced.read(first, first + size)
-            ratio = float(voiced.mean())
-            energy = stream.energy.read(first, first + size)
-            speech_energy = energy[voiced].mean() if voiced.any() else energy.mean()
-            window = Window(
-                start_s=first * spec.frame_s,
-                end_s=(first + size) * spec.frame_s,
-                speech_ratio=ratio,
-                level_dbfs=float(10 * np.log10(speech_energy + 1e-10)),
-            )
-            # Ready once the last frame's samples and its VAD chunk were both in.
-            last_sample = (first + size - 1) * spec.frame_hop_samples
-            frame_need = last_sample + spec.frame_hop_samples
-            vad_need = -(-(last_sample + 1) // CHUNK_SAMPLES) * CHUNK_SAMPLES
-            ready_s = max(frame_need, vad_need) / spec.sample_rate
-            slot = -1
-            if ratio >= self.options.min_speech_ratio:
-                if self._filled == self.options.max_batch:
-                    self._embed(out)
-                slot = self._filled
-                self._filled += 1
-                stream.frames.read(first, first + size, out=self._batch[slot])
-            out.append((stream, window, slot))
-            stream._observe(ready_s, 1, window)
+            self._cut(stream, first, size, False, out)
+        # Onset windows: every length from every onset, as soon as its audio is in.
+        for onset in stream.onsets:
+            first, done = onset
+            while done < len(self.onset_frames) and first + self.onset_frames[done] <= available:
+                self._cut(stream, first, self.onset_frames[done], True, out)
+                done += 1
+            onset[1] = done
+        stream.onsets = [o for o in stream.onsets if o[1] < len(self.onset_frames)]
+
+    def _cut(self, stream: Stream, first: int, size: int, onset: bool, out) -> None:
+        """Cut the window of ``size`` frames from ``first``; queue it for embedding."""
+        spec = self.embedder.spec
+        voiced = stream.voiced.read(first, first + size)
+        ratio = float(voiced.mean())
+        energy = stream.energy.read(first, first + size)
+        speech_energy = energy[voiced].mean() if voiced.any() else energy.mean()
+        window = Window(
+            start_s=first * spec.frame_s,
+            end_s=(first + size) * spec.frame_s,
+            speech_ratio=ratio,
+            level_dbfs=float(10 * np.log10(speech_energy + 1e-10)),
+            onset=onset,
+        )
+        # Ready once the last frame's samples and its VAD chunk were both in.
+        last_sample = (first + size - 1) * spec.frame_hop_samples
+        frame_need = last_sample + spec.frame_hop_samples
+        vad_need = -(-(last_sample + 1) // CHUNK_SAMPLES) * CHUNK_SAMPLES
+        ready_s = max(frame_need, vad_need) / spec.sample_rate
+        slot = -1
+        if ratio >= self.options.min_speech_ratio:
+            if self._filled == self.options.max_batch:
+                self._embed(out)
+            slot = self._filled
+            self._filled += 1
+            stream.frames.read(first, first + size, out=self._batch[slot, :size])
+        out.append((stream, window, slot))
+        stream._observe(ready_s, 1, window)
 
     def _embed(self, windows: list[tuple[Stream, Window, int]]) -> None:
-        """Embed the batch filled so far and hand each vector to its window."""
-        todo = [w for _, w, slot in windows if slot >= 0 and w.embedding is None]
+        """Embed the batch filled so far (one encoder call per window length)."""
+        todo = [(w, slot) for _, w, slot in windows if slot >= 0 and w.embedding is None]
         if not todo:
             return
-        levels = np.array([w.level_dbfs for w in todo])
-        vectors = self.embedder.embed(self._batch[: len(todo)], levels)
-        for window, vector in zip(todo, vectors, strict=False):
-            window.embedding = vector
+        frame_s = self.embedder.spec.frame_s
+        by_size: dict[int, list[tuple[Window, int]]] = {}
+        for window, slot in todo:
+            by_size.setdefault(round(window.length_s / frame_s), []).append((window, slot))
+        for size, group in by_size.items():
+            slots = [slot for _, slot in group]
+            if slots == list(range(slots[0], slots[0] + len(slots))):
+                batch = self._batch[slots[0] : slots[0] + len(slots), :size]
+            else:
+                batch = self._batch[slots, :size]
+            if not batch.flags.c_contiguous:
+                batch = np.ascontiguousarray(batch)
+            levels = np.array([w.level_dbfs for w, _ in group])
+            vectors = self.embedder.embed(batch, levels)
+            for (window, _), vector in zip(group, vectors, strict=False):
+                window.embedding = vector
         self.windows_embedded += len(todo)
         self._filled = 0
 

@@ -23,27 +23,42 @@ def near(vector, noise=0.1):
     return unit(vector + noise * RNG.normal(size=DIM) / np.sqrt(DIM)).astype(np.float32)
 
 
-def drive(vectors, hop_s=0.2, window_s=1.6):
-    """Feed one speech region whose windows carry ``vectors``; return the events."""
-    tracker = Tracker("s", TrackerOptions(), PROFILES)
-    events = tracker.gate(GateUpdate(started_at_s=0.0), 0.3)
-    t = 0.0
-    for i, vector in enumerate(vectors):
-        start = i * hop_s
-        end = start + window_s
-        t = end
-        events += tracker.window(Window(start, end, 1.0, -30.0, vector), t)
-    events += tracker.gate(GateUpdate(ended=(0.0, t)), t + 0.4)
+def region(tracker, vectors, start_s=0.0, hop_s=0.2, window_s=1.6, onsets=()):
+    """Feed one speech region whose full windows carry ``vectors``; ``onsets`` are
+    ``(time_s, length_s, vector)`` onset windows, fed when their audio is in."""
+    events = tracker.gate(GateUpdate(started_at_s=start_s), start_s + 0.3)
+    windows = [
+        Window(start_s + i * hop_s - window_s + 0.6, start_s + i * hop_s + 0.6, 1.0, -30.0, v)
+        for i, v in enumerate(vectors)
+    ]
+    windows += [Window(t, t + length, 1.0, -30.0, v, onset=True) for t, length, v in onsets]
+    t = start_s
+    for window in sorted(windows, key=lambda w: w.end_s):
+        t = window.end_s
+        events += tracker.window(window, t)
+    events += tracker.gate(GateUpdate(ended=(start_s, t)), t + 0.4)
     return events
+
+
+def drive(vectors, **kwargs):
+    """One region through a fresh tracker with the two profiles."""
+    return region(Tracker("s", TrackerOptions(), PROFILES), vectors, **kwargs)
 
 
 def labels(events, kind="segment"):
     return [e.label for e in events if e.type == kind]
 
 
-def test_enrolled_voice_is_named_and_stranger_is_unknown():
+def test_enrolled_voice_is_named_and_stranger_gets_a_voice_label():
     assert labels(drive([near(PROFILES["alice"]) for _ in range(10)])) == ["alice"]
-    assert labels(drive([near(STRANGER) for _ in range(10)])) == [UNKNOWN]
+    assert labels(drive([near(STRANGER) for _ in range(10)])) == ["speaker-1"]
+
+
+def test_a_stranger_is_unknown_until_there_is_enough_clean_speech():
+    events = drive([near(STRANGER) for _ in range(10)])
+    speaker = [e.label for e in events if e.type == "speaker"]
+    assert speaker[0] == UNKNOWN and speaker[-1] == "speaker-1"
+    assert not [e for e in events if e.type == "change"]
 
 
 def test_one_odd_window_does_not_flicker():
@@ -62,7 +77,7 @@ def test_a_real_turn_changes_the_label_and_is_dated_back():
     assert labels(events) == ["alice", "bob"]
     change = next(e for e in events if e.type == "change")
     assert (change.previous, change.label) == ("alice", "bob")
-    first_bob_end = 15 * 0.2 + 1.6
+    first_bob_end = 15 * 0.2 + 0.6
     assert change.start_s < first_bob_end <= change.emitted_at
 
 
@@ -81,3 +96,76 @@ def test_profiles_can_change_live():
     tracker = Tracker("s", TrackerOptions(), {})
     tracker.set_profiles(PROFILES)
     assert tracker.classify(near(PROFILES["bob"], 0.01), 0.75)[0] == "bob"
+
+
+def test_an_onset_that_names_someone_else_is_a_change_dated_at_the_onset():
+    alice = [near(PROFILES["alice"]) for _ in range(15)]
+    bob = near(PROFILES["bob"], 0.05)
+    events = drive(alice, onsets=[(3.6, 0.6, bob), (3.6, 0.8, bob)])
+    change = next(e for e in events if e.type == "change")
+    assert (change.previous, change.label, change.start_s) == ("alice", "bob", 3.6)
+    assert change.emitted_at == 3.6 + 0.6  # as soon as the first onset window is in
+    assert labels(events) == ["alice", "bob"]
+
+
+def test_an_onset_that_names_the_current_speaker_settles_as_a_continuation():
+    alice = [near(PROFILES["alice"]) for _ in range(15)]
+    onsets = [(2.0, 0.6, near(PROFILES["alice"])), (2.0, 0.8, near(PROFILES["bob"]))]
+    events = drive(alice, onsets=onsets)
+    assert labels(events) == ["alice"]
+    assert not [e for e in events if e.type == "change"]
+
+
+def test_returning_voices_keep_their_labels_across_regions():
+    other = unit(RNG.normal(size=DIM))
+    tracker = Tracker("s", TrackerOptions(), PROFILES)
+    events, t = [], 0.0
+    for voice in [STRANGER, PROFILES["alice"], other, STRANGER, other, STRANGER]:
+        events += region(tracker, [near(voice) for _ in range(10)], start_s=t)
+        t += 10.0
+    assert labels(events) == [
+        "speaker-1",
+        "alice",
+        "speaker-2",
+        "speaker-1",
+        "speaker-2",
+        "speaker-1",
+    ]
+
+
+def test_only_clean_windows_shape_a_voice():
+    tracker = Tracker("s", TrackerOptions(), PROFILES)
+    clean = [near(STRANGER) for _ in range(10)]
+    events = region(tracker, clean)
+    # Mostly-silent windows carrying another voice do not move the centroid.
+    tracker.gate(GateUpdate(started_at_s=20.0), 20.3)
+    for i in range(6):
+        end = 20.6 + 0.2 * i
+        tracker.window(Window(end - 1.6, end, 0.8, -30.0, near(STRANGER)), end)
+        tracker.window(Window(end - 1.6, end, 0.55, -30.0, near(PROFILES["bob"], 0.5)), end)
+    tracker.gate(GateUpdate(ended=(20.0, 22.0)), 22.4)
+    assert labels(events) == ["speaker-1"]
+    assert float(tracker.voice("speaker-1").centroid @ STRANGER) > 0.97
+
+
+def test_voices_are_bounded_in_number_and_memory():
+    options = TrackerOptions(max_voices=2, voice_memory_s=4.0)
+    tracker = Tracker("s", options, {})
+    strangers = [unit(RNG.normal(size=DIM)) for _ in range(3)]
+    events = []
+    for i, voice in enumerate(strangers):
+        events += region(tracker, [near(voice) for _ in range(40)], start_s=20.0 * i)
+    assert labels(events) == ["speaker-1", "speaker-2", "speaker-3"]
+    assert sorted(tracker.voices) == ["speaker-2", "speaker-3"]  # the oldest is forgotten
+    assert all(v.weight_s <= 4.0 for v in tracker.voices.values())
+
+
+def test_a_forgotten_voice_is_matched_by_its_profile_instead():
+    tracker = Tracker("s", TrackerOptions(), PROFILES)
+    events = region(tracker, [near(STRANGER) for _ in range(10)])
+    assert labels(events) == ["speaker-1"]
+    centroid = tracker.voice("speaker-1").centroid
+    tracker.forget("speaker-1")
+    tracker.set_profiles({**PROFILES, "carol": centroid})
+    events = region(tracker, [near(STRANGER) for _ in range(10)], start_s=20.0)
+    assert labels(events) == ["carol"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..events import UNKNOWN, Event
-from ..profiles import ProfileStore
+from ..profiles import ProfileStore, check_name
 from . import (
     add_model_options,
     add_profiles_option,
@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description=(
             "Stream FILE through the tracker and print a line per finished segment and per "
             "speaker change as they are decided, then a summary. Voices are matched against "
-            "the profiles made with the same model; others are 'unknown'. The stream id in "
+            "the profiles made with the same model; other voices get labels speaker-1, "
+            "speaker-2, ... in order of appearance, kept for the whole run. The stream id in "
             "the events and the RTTM file id is FILE's name without its extension."
         ),
     )
@@ -57,10 +58,58 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="S",
         help="seconds between embedding windows (default: the model's; 0.2 for ge2e)",
     )
+    parser.add_argument(
+        "--save-unknown",
+        type=Path,
+        metavar="DIR",
+        help="at the end, save each unknown voice (its clean speech only) as a profile named "
+        "after its label in the profile folder DIR; rename it there and copy it to your store",
+    )
+    parser.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        metavar="LABEL=NAME",
+        type=label_name,
+        help="at the end, enroll unknown voice LABEL (e.g. speaker-2) as profile NAME in the "
+        "profile store; repeat for more voices",
+    )
     add_profiles_option(parser)
     add_model_options(parser)
     parser.set_defaults(func=run)
     return parser
+
+
+def label_name(text: str) -> tuple[str, str]:
+    label, sep, name = text.partition("=")
+    if not sep or not label or not name:
+        raise argparse.ArgumentTypeError(
+            f"expected LABEL=NAME (e.g. speaker-2=carol), got {text!r}"
+        )
+    check_name(name)
+    return label, name
+
+
+def save_voices(tracker, model: str, targets: list[tuple[str, str, ProfileStore]]) -> list[str]:
+    """Promote the tracker's unknown voices: ``(label, name, store)`` each; report lines."""
+    from ..enroll import promote
+
+    lines = []
+    for label, name, store in targets:
+        if label not in tracker.voices:
+            heard = ", ".join(tracker.voices) or "none"
+            lines.append(f"not saved: no unknown voice {label!r} in this run (heard: {heard})")
+            continue
+        report = promote(store, name, tracker.voices[label], model)
+        if report.profile is None:
+            problems = "; ".join(f.message for f in report.feedback)
+            lines.append(f"not saved: {label} as {name!r}: {problems}")
+        else:
+            lines.append(
+                f"saved {label} as profile {name!r} in {store.path} "
+                f"({report.speech_s:.1f} s of clean speech)"
+            )
+    return lines
 
 
 class Summary:
@@ -171,7 +220,8 @@ def run(args: argparse.Namespace) -> int:
             sinks.append(view)
         sinks.append(summary)
         started = time.perf_counter()
-        for event in track_file(engine, path, stream_id, realtime=args.realtime):
+        tracker = engine.new_tracker(stream_id)
+        for event in track_file(engine, path, stream_id, realtime=args.realtime, tracker=tracker):
             for sink in sinks:
                 sink.write(event)
         processing_s = time.perf_counter() - started
@@ -191,4 +241,10 @@ def run(args: argparse.Namespace) -> int:
         console.print(Text(f"wrote {jsonl.count} events to {args.jsonl}"))
     if args.rttm:
         console.print(Text(f"wrote {rttm.written} segments to {args.rttm}"))
+    targets = [(label, name, store) for label, name in args.name]
+    if args.save_unknown:
+        unknown_store = ProfileStore(args.save_unknown)
+        targets += [(label, label, unknown_store) for label in tracker.voices]
+    for line in save_voices(tracker, engine.embedder.spec.name, targets):
+        console.print(Text(line))
     return 0

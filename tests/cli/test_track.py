@@ -12,6 +12,7 @@ from rich.console import Console
 
 import streamer.pipeline
 from streamer.events import EVENT_TYPES, SCHEMA_VERSION, Event
+from streamer.profiles import ProfileStore
 from streamer.scoring import read_rttm
 from streamer.sinks.console import ConsoleSink
 
@@ -124,12 +125,45 @@ def test_no_speech_still_writes_empty_outputs(cli, audio, store, tmp_path):
     assert "speakers: none" in result.out
 
 
-def test_without_profiles_every_voice_is_unknown(cli, audio, tmp_path):
+def test_without_profiles_voices_get_automatic_labels(cli, audio, tmp_path):
     rttm = tmp_path / "out.rttm"
     result = cli("track", audio["talk.wav"], "--profiles", tmp_path / "none", "--rttm", rttm, "-q")
     assert result.code == 0
     assert "no ge2e profiles" in result.err
-    assert {label for *_, label in read_rttm(rttm)["talk"]} == {"unknown"}
+    turns = read_rttm(rttm)["talk"]
+
+    def label_at(t):
+        return next(label for start, end, label in turns if start <= t < end)
+
+    # alice, bob, alice (6 s, 6 s, 5 s): two voices, numbered in order of appearance.
+    assert [label_at(t) for t in (3.0, 9.5, 15.5)] == ["speaker-1", "speaker-2", "speaker-1"]
+
+
+def test_save_unknown_keeps_each_voice_as_a_profile(cli, audio, tmp_path):
+    saved = tmp_path / "voices"
+    result = cli(
+        "track", audio["talk.wav"], "--profiles", tmp_path / "none", "--save-unknown", saved, "-q"
+    )
+    assert result.code == 0
+    assert "saved speaker-1 as profile 'speaker-1'" in result.out
+    assert ProfileStore(saved).names() == ["speaker-1", "speaker-2"]
+    # Later runs that know those profiles name the voices by them.
+    rttm = tmp_path / "again.rttm"
+    assert cli("track", audio["talk.wav"], "--profiles", saved, "--rttm", rttm, "-q").code == 0
+    assert {label for *_, label in read_rttm(rttm)["talk"]} <= {"speaker-1", "speaker-2"}
+
+
+def test_name_promotes_one_voice_into_the_store(cli, audio, store, tmp_path):
+    result = cli(
+        "track", audio["carol.wav"], "--profiles", store, "--name", "speaker-1=robert", "-q"
+    )
+    assert result.code == 0, result.err
+    assert "saved speaker-1 as profile 'robert'" in result.out
+    assert "robert" in ProfileStore(store).names()
+    missing = cli("track", audio["carol.wav"], "--profiles", store, "--name", "speaker-7=x", "-q")
+    assert "not saved: no unknown voice 'speaker-7' in this run" in missing.out
+    usage = cli("track", audio["carol.wav"], "--name", "carol")
+    assert usage.code == 2 and "expected LABEL=NAME" in usage.err
 
 
 def test_profiles_of_another_model_are_ignored_with_a_warning(cli, audio, store, tmp_path):

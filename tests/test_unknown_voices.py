@@ -1,0 +1,103 @@
+"""Unknown voices through the whole pipeline: labels, returns, promotion (real model)."""
+
+import numpy as np
+import pytest
+
+from streamer.profiles import ProfileStore
+from streamer.synth import conversation
+from tests.conftest import run_stream
+
+# Nobody enrolled; carol returns after two others spoke, alice after a long silence.
+TURNS = [
+    ("alice", 4.0),
+    ("bob", 3.5),
+    ("carol", 4.0),
+    ("bob", 3.0),
+    ("carol", 3.0),
+    ("alice", 3.5),
+]
+
+
+@pytest.fixture(scope="module")
+def convo():
+    audio, turns = conversation(TURNS, gap_s=0.6, seed=11)
+    # A long silence before alice's return.
+    cut = int(turns[-1][0] * 16000) - 4000
+    silence = np.zeros(20 * 16000, np.float32)
+    audio = np.concatenate([audio[:cut], silence, audio[cut:]])
+    turns = [*turns[:-1], (turns[-1][0] + 20, turns[-1][1] + 20, turns[-1][2])]
+    return audio, turns
+
+
+@pytest.fixture(scope="module")
+def events(make_engine, convo):
+    return run_stream(make_engine(), convo[0])
+
+
+def majority(events, start, end):
+    shares = {}
+    for e in events:
+        if e.type == "segment":
+            overlap = min(end, e.end_s) - max(start, e.start_s)
+            if overlap > 0:
+                shares[e.label] = shares.get(e.label, 0.0) + overlap
+    return max(shares, key=shares.get), shares
+
+
+def test_each_voice_gets_one_stable_label_in_order_of_appearance(events, convo):
+    labels = [majority(events, start, end)[0] for start, end, _ in convo[1]]
+    assert labels == ["speaker-1", "speaker-2", "speaker-3", "speaker-2", "speaker-3", "speaker-1"]
+    named = {e.label for e in events if e.type == "segment"}
+    assert named <= {"speaker-1", "speaker-2", "speaker-3", "unknown"}
+
+
+def test_labels_cover_the_turns(events, convo):
+    for start, end, speaker in convo[1]:
+        label, shares = majority(events, start, end)
+        assert shares[label] >= 0.8 * (end - start), (speaker, shares)
+
+
+def test_a_promoted_voice_is_named_on_another_stream(make_engine, tmp_path):
+    engine = make_engine()
+    store = ProfileStore(tmp_path / "profiles")
+    stream = engine.open_stream("room")
+    audio, _ = conversation([("erin", 7.0), ("bob", 4.0)], gap_s=0.6, seed=5)
+    stream.push(audio)
+    engine.drain()
+    assert "speaker-1" in stream.tracker.voices
+    report = engine.promote("room", "speaker-1", "erin", store)
+    assert report.profile is not None and report.speech_s >= 4.0
+    assert store.get("erin").model == "ge2e"
+    assert "speaker-1" not in stream.tracker.voices
+    # Another stream (and any later engine loading the store) now names erin.
+    later = make_engine({p.name: p.embedding for p in store.all()})
+    other, _ = conversation([("erin", 4.0)], seed=21)
+    labels = {e.label for e in run_stream(later, other) if e.type == "segment"}
+    assert labels == {"erin"}
+
+
+def test_promoting_a_voice_that_does_not_exist_says_which_exist(make_engine, tmp_path):
+    from streamer.errors import ProfileError
+
+    engine = make_engine()
+    engine.open_stream("room")
+    with pytest.raises(ProfileError, match="has no unknown voice 'speaker-9'; it has: none"):
+        engine.promote("room", "speaker-9", "carol", ProfileStore(tmp_path))
+
+
+def voice_after(engine, audio):
+    """The first unknown voice's centroid once ``audio`` was streamed and closed."""
+    tracker = engine.new_tracker("s")
+    engine.open_stream("s", tracker).push(audio)
+    engine.close_stream("s")
+    return tracker.voice("speaker-1").centroid
+
+
+def test_overlapped_speech_does_not_pull_a_voice(make_engine):
+    alice, _ = conversation([("alice", 6.0)], seed=31)
+    bob, _ = conversation([("bob", 6.0)], seed=32)
+    n = min(len(alice), len(bob))
+    clean = voice_after(make_engine(), alice)
+    # The same alice, then alice and bob at once: the overlap must not drag her centroid.
+    mixed = np.concatenate([alice, 0.5 * (alice[:n] + bob[:n])]).astype(np.float32)
+    assert float(voice_after(make_engine(), mixed) @ clean) > 0.98
