@@ -13,14 +13,13 @@ collar is the total width, ±0.125 s around each reference boundary).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from rich.console import Console
+from report import publish
 from rich.progress import track
 from rich.table import Table
 
@@ -144,10 +143,7 @@ def main(argv=None) -> int:
     for key, value in figures.items():
         shown = f"{value:.3f}" if isinstance(value, float) else str(value)
         table.add_row(key, shown)
-    Console(width=100).print(table)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
-    return 0
+    return publish(table, figures, args.json)
 
 
 if __name__ == "__main__":

@@ -26,14 +26,17 @@ class PipelineOptions:
     Attributes:
         model: embedding model id (``streamer.models.MODELS``).
         weights: weights file for the model (``None``: the model's shipped weights).
-        device: torch device for the encoder (``cpu``, ``cuda``, ``mps``).
+        backend: ``auto`` (MLX on Apple Silicon when installed, else torch), ``torch``
+            or ``mlx``.
+        device: torch device for the encoder (``cpu``, ``cuda``, ``mps``; ``None``: cpu).
         threads: torch CPU threads; one is fastest per window on small machines —
             batch windows across streams instead of adding threads.
     """
 
     model: str = "ge2e"
     weights: str | Path | None = None
-    device: str = "cpu"
+    backend: str = "auto"
+    device: str | None = None
     threads: int = 1
     worker: WorkerOptions = field(default_factory=WorkerOptions)
     gate: GateOptions = field(default_factory=GateOptions)
@@ -46,7 +49,7 @@ def build_engine(options: PipelineOptions, store: ProfileStore | None = None) ->
         raise ConfigError(f"threads must be at least 1, got {options.threads}")
     torch.set_num_threads(options.threads)
     spec = get_spec(options.model)
-    embedder = Embedder(spec, options.weights, options.device)
+    embedder = Embedder(spec, options.weights, options.device, options.backend)
     profiles = {}
     if store is not None:
         profiles = {p.name: p.embedding for p in store.for_model(spec.name)}

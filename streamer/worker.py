@@ -5,6 +5,7 @@ cheap, safe to call from an I/O thread). :meth:`Engine.step` then, for every str
 
 1. turns the new samples into feature frames, each frame computed once;
 2. runs the VAD on each new 32 ms chunk (batched across streams) and the speech gate;
+   a model at another rate than the VAD's 16 kHz feeds it through a per-stream resampler;
 3. cuts a window every ``hop_s`` over the stored frames, plus short "onset" windows that
    start where the voice resumes after a pause (0.6 s, 0.7 s, ... long) so a new voice is
    recognised before a full window of it exists; embeds the windows that are mostly
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
+import soxr
 
 from .buffer import RingBuffer
 from .errors import AudioError, ConfigError, ProfileError
@@ -103,15 +105,21 @@ class Stream:
         self.energy = RingBuffer(capacity, dtype=np.float64)  # mean square of each frame hop
         self.voiced = RingBuffer(capacity, dtype=np.bool_)
         self._energy_tail = np.zeros(0, dtype=np.float32)
-        self._vad_tail = np.zeros(0, dtype=np.float32)
+        self._vad_tail = np.zeros(0, dtype=np.float32)  # at the VAD's rate
+        self._vad_rate = engine.vad.sample_rate
+        self._to_vad_rate = (
+            soxr.ResampleStream(spec.sample_rate, self._vad_rate, 1, dtype="float32")
+            if spec.sample_rate != self._vad_rate
+            else None
+        )
         self.vad_state = VadState()
         self.vad_chunks = 0
-        self.gate = SpeechGate(engine.gate_options, CHUNK_SAMPLES / spec.sample_rate)
+        self.gate = SpeechGate(engine.gate_options, CHUNK_SAMPLES / self._vad_rate)
         self.next_window = 0  # first frame of the next window
         self.onsets: list[list[int]] = []  # [first frame, onset windows cut] per voice onset
         self._voiced_since: int | None = None  # first chunk of the current voiced run
         self._onset_chunks = max(
-            1, round(engine.gate_options.min_speech_s * spec.sample_rate / CHUNK_SAMPLES)
+            1, round(engine.gate_options.min_speech_s * self._vad_rate / CHUNK_SAMPLES)
         )
         self.closed = False
         self._observations: list[_Observation] = []
@@ -163,7 +171,13 @@ class Stream:
         hops = audio[: n_hops * self._hop].reshape(n_hops, self._hop)
         self.energy.write(np.einsum("ij,ij->i", hops, hops, dtype=np.float64) / self._hop)
         self._energy_tail = audio[n_hops * self._hop :]
+        if self._to_vad_rate is not None:
+            new = self._to_vad_rate.resample_chunk(new)
         self._vad_tail = np.concatenate([self._vad_tail, new])
+
+    def _model_samples(self, vad_samples: int) -> int:
+        """Model-rate samples up to VAD-rate sample ``vad_samples`` (rounded up)."""
+        return -(-vad_samples * self.sample_rate // self._vad_rate)
 
     def _vad_chunks_ready(self) -> int:
         return len(self._vad_tail) // CHUNK_SAMPLES
@@ -173,7 +187,7 @@ class Stream:
 
     def _apply_vad(self, probs: list[float]) -> None:
         """Gate updates and per-frame voiced flags for the chunks just scored."""
-        chunk_s = CHUNK_SAMPLES / self.sample_rate
+        chunk_s = CHUNK_SAMPLES / self._vad_rate
         for prob in probs:
             k = self.vad_chunks
             update = self.gate.update(k * chunk_s, prob)
@@ -183,13 +197,14 @@ class Stream:
                 self._voiced_since = k
             if self._voiced_since is not None and k - self._voiced_since + 1 == self._onset_chunks:
                 # The voice resumed and held long enough not to be a blip: an onset.
-                self.onsets.append([-(-self._voiced_since * CHUNK_SAMPLES // self._hop), 0])
+                first_sample = self._model_samples(self._voiced_since * CHUNK_SAMPLES)
+                self.onsets.append([-(-first_sample // self._hop), 0])
             end_s = (k + 1) * chunk_s
             if update.started_at_s is not None or update.ended is not None:
                 self._observe(end_s, 0, update)
             # Frames whose centre falls in this chunk take its voiced flag.
-            first = -(-k * CHUNK_SAMPLES // self._hop)
-            stop = -(-(k + 1) * CHUNK_SAMPLES // self._hop)
+            first = -(-self._model_samples(k * CHUNK_SAMPLES) // self._hop)
+            stop = -(-self._model_samples((k + 1) * CHUNK_SAMPLES) // self._hop)
             self.voiced.write(np.full(stop - first, self.gate.voiced))
             self.vad_chunks += 1
         self._vad_tail = self._vad_tail[len(probs) * CHUNK_SAMPLES :]
@@ -217,10 +232,6 @@ class Engine:
         self.gate_options = gate_options or GateOptions()
         self.tracker_options = tracker_options or TrackerOptions()
         spec = embedder.spec
-        if spec.sample_rate != self.vad.sample_rate:
-            raise ConfigError(
-                f"model {spec.name} runs at {spec.sample_rate} Hz; the VAD needs 16000"
-            )
         hop_s = self.options.hop_s or spec.hop_s
         self.onset_frames = [
             round(length / spec.frame_s) for length in self.options.onset_windows_s
@@ -379,7 +390,8 @@ class Engine:
         # Ready once the last frame's samples and its VAD chunk were both in.
         last_sample = (first + size - 1) * spec.frame_hop_samples
         frame_need = last_sample + spec.frame_hop_samples
-        vad_need = -(-(last_sample + 1) // CHUNK_SAMPLES) * CHUNK_SAMPLES
+        chunk = last_sample * self.vad.sample_rate // (spec.sample_rate * CHUNK_SAMPLES)
+        vad_need = stream._model_samples((chunk + 1) * CHUNK_SAMPLES)
         ready_s = max(frame_need, vad_need) / spec.sample_rate
         slot = -1
         if ratio >= self.options.min_speech_ratio:

@@ -1,6 +1,9 @@
-"""Shared fixtures: the real GE2E model and silero VAD, loaded once per test session."""
+"""Shared fixtures: the real GE2E model and silero VAD, loaded once per test session, and
+random rf5-gru weights in that model's published checkpoint layout."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,3 +60,16 @@ def run_stream(engine: Engine, audio: np.ndarray, chunk: int = 320, step_every: 
         if (i + 1) % step_every == 0:
             events += engine.step()
     return events + engine.close_stream("test")
+
+
+@pytest.fixture(scope="session")
+def rf5_checkpoint(tmp_path_factory) -> Path:
+    """rf5-gru weights in the published layout (the hub wrapper's state dict), random."""
+    torch.manual_seed(5)
+    gru = torch.nn.GRU(80, 768, 3, batch_first=True)
+    projection = torch.nn.Linear(768, 256)
+    state = {f"model.rnn_stack.{k}": v for k, v in gru.state_dict().items()}
+    state |= {f"model.projection.{k}": v for k, v in projection.state_dict().items()}
+    path = tmp_path_factory.mktemp("rf5") / "gru-wrapped-f1f850.pth"
+    torch.save(state, path)
+    return path

@@ -19,7 +19,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from ..errors import AudioError, ConfigError, StreamerError
+from ..errors import AudioError, StreamerError
 from ..profiles import ENV_VAR, default_store_path
 
 __all__ = ["main"]
@@ -110,18 +110,28 @@ def add_profiles_option(parser: argparse.ArgumentParser, suppress: bool = False)
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--weights``, ``--device`` and ``--threads``."""
+    """``--model``, ``--weights``, ``--backend``, ``--device`` and ``--threads``."""
     from ..models import MODELS
+    from ..models.backends import BACKENDS
 
     group = parser.add_argument_group("model")
     group.add_argument(
         "--model", choices=sorted(MODELS), default="ge2e", help="embedding model (default: ge2e)"
     )
     group.add_argument(
-        "--weights", type=Path, metavar="PATH", help="weights file (default: the model's own)"
+        "--weights",
+        type=Path,
+        metavar="PATH",
+        help="weights file (default: the model's own; rf5-gru needs one)",
     )
     group.add_argument(
-        "--device", default="cpu", help="torch device: cpu, cuda, cuda:N or mps (default: cpu)"
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="torch or mlx (default: auto, MLX on Apple Silicon when installed, else torch)",
+    )
+    group.add_argument(
+        "--device", help="torch device: cpu, cuda, cuda:N or mps (default: cpu; implies torch)"
     )
     group.add_argument(
         "--threads",
@@ -130,28 +140,6 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="torch CPU threads (default: 1)",
     )
-
-
-def check_device(device: str) -> None:
-    """Raise :class:`ConfigError` unless torch can use ``device`` here."""
-    import torch
-
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, ValueError) as exc:
-        raise ConfigError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from exc
-    if parsed.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ConfigError(f"--device {device}: torch sees no CUDA GPU here; use --device cpu")
-        if parsed.index is not None and parsed.index >= count:
-            raise ConfigError(
-                f"--device {device}: there are only {count} CUDA GPU(s) (0-{count - 1})"
-            )
-    elif parsed.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"--device {device}: MPS is not available here; use --device cpu")
-    elif parsed.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"--device {device}: streamer runs on cpu, cuda or mps")
 
 
 def check_readable(path: Path) -> None:
@@ -164,15 +152,19 @@ def load_engine(args: argparse.Namespace, store=None, **options):
     """Build the engine from the model options in ``args`` (``streamer.pipeline``).
 
     ``options`` go to :class:`~streamer.pipeline.PipelineOptions` (e.g. ``worker=``).
+    With ``--backend auto`` it says on stderr which backend it picked.
     """
     from ..pipeline import PipelineOptions, build_engine
 
-    check_device(args.device)
     pipeline = PipelineOptions(
         model=args.model,
         weights=args.weights,
+        backend=args.backend,
         device=args.device,
         threads=args.threads,
         **options,
     )
-    return build_engine(pipeline, store)
+    engine = build_engine(pipeline, store)
+    if args.backend == "auto":
+        print(f"streamer: backend: {engine.embedder.describe()} (auto)", file=sys.stderr)
+    return engine

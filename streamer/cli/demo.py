@@ -56,13 +56,14 @@ def run(args: argparse.Namespace) -> int:
         engine = load_engine(args)
         rate = engine.embedder.spec.sample_rate
         for name in ENROLLED:
-            report = enroll(store, name, [(name, speech(name, 8.0, seed=101))], engine)
+            clip = speech(name, 8.0, seed=101, sample_rate=rate)
+            report = enroll(store, name, [(name, clip)], engine)
             console.print(
                 f"enrolled [bold]{name}[/]: {report.speech_s:.1f} s of speech, "
                 f"feedback: {', '.join(report.codes)}"
             )
         engine.set_profiles({p.name: p.embedding for p in store.all()})
-        audio, reference = conversation(SCRIPT, gap_s=0.5, seed=2)
+        audio, reference = conversation(SCRIPT, gap_s=0.5, seed=2, sample_rate=rate)
         mode = "as fast as possible" if args.fast else "in real time"
         console.print(f"\nthe conversation ({len(audio) / rate:.0f} s, {mode}); who really spoke:")
         for start, end, speaker in reference:

@@ -11,6 +11,7 @@ import torch
 
 from ..errors import ConfigError
 from ..features import Frontend
+from .backends import check_device, choose_backend, import_mlx, mlx_device_name
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,12 @@ class ModelSpec:
         embedding_dim: size of the unit-length output.
         frontend: builds a fresh streaming frontend (one per stream).
         load: builds the torch encoder; takes an optional weights path.
+        to_mlx: given the loaded torch encoder, its MLX twin (weights converted once): a
+            callable from ``(batch, frames, features)`` float32 to ``(batch, dim)`` unit
+            vectors; ``None`` when the model has no MLX version.
+        untrained: builds the torch encoder with random weights (tests, benchmarks).
         target_level_dbfs: windows are scaled to this RMS level before encoding, or
-            left alone when ``None``.
+            left alone when ``None`` (only for linear power or magnitude features).
     """
 
     name: str
@@ -38,6 +43,8 @@ class ModelSpec:
     embedding_dim: int
     frontend: Callable[[], Frontend]
     load: Callable[[str | Path | None], torch.nn.Module]
+    to_mlx: Callable[[torch.nn.Module], Callable[[np.ndarray], np.ndarray]] | None = None
+    untrained: Callable[[], torch.nn.Module] | None = None
     target_level_dbfs: float | None = None
     level_power: float = 2.0
     """How features scale with amplitude: 2 for power spectra, 1 for magnitudes."""
@@ -52,8 +59,9 @@ class ModelSpec:
 
 
 def _ge2e() -> ModelSpec:
+    """GE2E d-vectors: 1.6 s windows (160 frames), the length it was trained on."""
     from ..features.ge2e_mel import GE2EMel
-    from .ge2e_lstm import EMBEDDING_DIM, load_ge2e
+    from .ge2e_lstm import EMBEDDING_DIM, GE2EEncoder, ge2e_to_mlx, load_ge2e
 
     return ModelSpec(
         name="ge2e",
@@ -64,11 +72,39 @@ def _ge2e() -> ModelSpec:
         embedding_dim=EMBEDDING_DIM,
         frontend=GE2EMel,
         load=load_ge2e,
+        to_mlx=ge2e_to_mlx,
+        untrained=GE2EEncoder,
         target_level_dbfs=-30.0,
     )
 
 
-MODELS: dict[str, Callable[[], ModelSpec]] = {"ge2e": _ge2e}
+def _rf5_gru() -> ModelSpec:
+    """RF5's GRU embedder: 2.0 s windows (172 frames of 11.6 ms) every 17 frames (0.197 s).
+
+    It was trained with GE2E on random crops of 96 to 288 frames (1.1 to 3.3 s; its
+    training notebook), so windows in that range are what it knows; 2 s sits in the middle,
+    is long enough to be stable and short enough to fit inside most conversational turns
+    (the card's 5-10 s suits whole utterances, not live tracking). The hop is the whole
+    number of frames closest to ge2e's 0.2 s. Log features: no level normalisation.
+    """
+    from ..features.tacotron_mel import HOP, SAMPLE_RATE, TacotronMel
+    from .rf5_gru import EMBEDDING_DIM, RF5GRUEncoder, load_rf5_gru, rf5_gru_to_mlx
+
+    return ModelSpec(
+        name="rf5-gru",
+        sample_rate=SAMPLE_RATE,
+        frame_hop_samples=HOP,
+        window_frames=172,
+        hop_s=17 * HOP / SAMPLE_RATE,
+        embedding_dim=EMBEDDING_DIM,
+        frontend=TacotronMel,
+        load=load_rf5_gru,
+        to_mlx=rf5_gru_to_mlx,
+        untrained=RF5GRUEncoder,
+    )
+
+
+MODELS: dict[str, Callable[[], ModelSpec]] = {"ge2e": _ge2e, "rf5-gru": _rf5_gru}
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -78,12 +114,41 @@ def get_spec(name: str) -> ModelSpec:
 
 
 class Embedder:
-    """A loaded model: batched windows of features in, unit embeddings out."""
+    """A loaded model on a backend: batched windows of features in, unit embeddings out.
 
-    def __init__(self, spec: ModelSpec, weights: str | Path | None = None, device: str = "cpu"):
+    ``backend`` is ``auto``, ``torch`` or ``mlx`` (:mod:`.backends` says how ``auto``
+    decides); ``device`` is a torch device (``None``: cpu). ``module`` replaces the loaded
+    weights with an already built encoder (e.g. ``spec.untrained()``).
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        weights: str | Path | None = None,
+        device: str | None = None,
+        backend: str = "auto",
+        module: torch.nn.Module | None = None,
+    ) -> None:
         self.spec = spec
-        self.device = torch.device(device)
-        self.module = spec.load(weights).to(self.device).eval()
+        self.backend = choose_backend(backend, device)
+        self.device: torch.device | None = None
+        # Options are checked before the weights load.
+        if self.backend == "torch":
+            self.device = check_device(device or "cpu")
+        elif spec.to_mlx is None:
+            raise ConfigError(f"model {spec.name} has no MLX version; use --backend torch")
+        else:
+            import_mlx()
+        self.module = (module if module is not None else spec.load(weights)).eval()
+        if self.backend == "mlx":
+            self._mlx = spec.to_mlx(self.module)
+        else:
+            self.module.to(self.device)
+
+    def describe(self) -> str:
+        """Where the encoder runs, e.g. ``torch on cpu``."""
+        where = str(self.device) if self.backend == "torch" else mlx_device_name()
+        return f"{self.backend} on {where}"
 
     @torch.inference_mode()
     def embed(self, windows: np.ndarray, levels_dbfs: np.ndarray | None = None) -> np.ndarray:
@@ -96,5 +161,7 @@ class Embedder:
             gain_db = self.spec.target_level_dbfs - levels_dbfs
             scale = 10.0 ** (gain_db * self.spec.level_power / 20.0)
             windows *= scale.astype(np.float32)[:, None, None]
+        if self.backend == "mlx":
+            return self._mlx(windows)
         x = torch.from_numpy(windows).to(self.device)
         return self.module(x).float().cpu().numpy()

@@ -3,18 +3,23 @@
 3-layer LSTM (40 -> 256) over a 1.6 s window of power mel frames; the last layer's
 final hidden state goes through Linear(256, 256) and ReLU and is L2-normalised.
 The weights are read from ``pretrained.pt`` inside the installed ``resemblyzer``
-package, found on ``sys.path`` without importing that package.
+package, found on ``sys.path`` without importing that package. :func:`ge2e_to_mlx` builds
+the MLX twin from the loaded module.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..errors import ModelError
+from .backends import import_mlx, mlx_linear, mlx_lstm, mlx_unit_numpy
+from .checkpoints import load_state, read_checkpoint
 
 N_MELS = 40
 HIDDEN = 256
@@ -50,27 +55,20 @@ def default_weights_path() -> Path:
 def load_ge2e(path: str | Path | None = None) -> GE2EEncoder:
     """Build the encoder and load resemblyzer-layout weights (``{"model_state": ...}``)."""
     path = Path(path) if path is not None else default_weights_path()
-    if not path.is_file():
-        raise ModelError(
-            f"GE2E weights not found at {path}; pass --weights PATH to a pretrained.pt"
-        )
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
-        raise ModelError(
-            f"cannot read GE2E weights {path}: {exc}; is it a torch checkpoint?"
-        ) from exc
+    checkpoint = read_checkpoint(path, "GE2E", "a pretrained.pt")
     state = checkpoint.get("model_state", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict):
-        raise ModelError(f"{path} holds no state dict; expected resemblyzer's pretrained.pt layout")
-    model = GE2EEncoder()
-    wanted = model.state_dict()
-    missing = sorted(set(wanted) - set(state))
-    if missing:
-        raise ModelError(f"{path} is not a GE2E checkpoint: missing {', '.join(missing[:4])}")
-    for key, tensor in wanted.items():
-        if tuple(state[key].shape) != tuple(tensor.shape):
-            got, need = tuple(state[key].shape), tuple(tensor.shape)
-            raise ModelError(f"{path}: {key} has shape {got}, GE2E needs {need}")
-    model.load_state_dict({k: state[k] for k in wanted})
-    return model.eval()
+    return load_state(GE2EEncoder(), state, path, "GE2E")
+
+
+def ge2e_to_mlx(module: GE2EEncoder) -> Callable[[np.ndarray], np.ndarray]:
+    """The MLX twin of ``module``: ``(batch, frames, 40)`` -> ``(batch, 256)`` unit vectors."""
+    mx = import_mlx()
+    layers, linear = mlx_lstm(module.lstm), mlx_linear(module.linear)
+
+    def embed(mels: np.ndarray) -> np.ndarray:
+        x = mx.array(mels)
+        for layer in layers:
+            x, _ = layer(x)
+        return mlx_unit_numpy(mx.maximum(linear(x[:, -1]), 0.0))
+
+    return embed

@@ -6,6 +6,7 @@ files are cached), so the store is enrolled once per session and copied per test
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,13 +77,18 @@ def no_model(monkeypatch):
     monkeypatch.setattr(streamer.cli, "load_engine", refuse)
 
 
+BACKEND_NOTE = re.compile(r"^streamer: backend: .*\n", re.MULTILINE)
+
+
 @dataclass
 class Result:
-    """What one ``streamer`` command did."""
+    """What one ``streamer`` command did; ``backend`` is the line ``--backend auto`` prints
+    to stderr, kept out of ``err``."""
 
     code: int
     out: str
     err: str
+    backend: str = ""
 
     @property
     def error(self) -> str:
@@ -100,6 +106,7 @@ def cli(capsys):
     def run(*args: object) -> Result:
         code = main([str(a) for a in args])
         captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
+        backend = "".join(BACKEND_NOTE.findall(captured.err))
+        return Result(code, captured.out, BACKEND_NOTE.sub("", captured.err), backend)
 
     return run

@@ -7,6 +7,7 @@ import torch
 
 from streamer.errors import ModelError
 from streamer.features.ge2e_mel import GE2EMel
+from streamer.models import Embedder
 from streamer.models.ge2e_lstm import default_weights_path, load_ge2e
 from streamer.synth import speech
 from tests.conftest import run_stream
@@ -37,6 +38,18 @@ def test_streamed_features_through_encoder_match_reference(embedder):
     with torch.no_grad():
         ours = embedder.module(torch.from_numpy(np.stack([frames[s : s + 160] for s in starts])))
     assert np.abs(ours.numpy() - reference).max() <= 1e-5
+
+
+def test_mlx_twin_matches_torch(embedder):
+    pytest.importorskip("mlx.core")
+    audio = speech("alice", 3.0, seed=8)
+    frames = GE2EMel().push(audio)
+    windows = np.stack([frames[:160], frames[70:230], frames[-160:]])
+    level = np.full(3, -42.0)  # the level normalisation applies on both backends
+    twin = Embedder(embedder.spec, backend="mlx", module=embedder.module)
+    ours = twin.embed(windows.copy(), level)
+    assert np.abs(ours - embedder.embed(windows.copy(), level)).max() <= 1e-4
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-6)
 
 
 def test_level_normalisation_makes_windows_gain_invariant(embedder):

@@ -1,0 +1,90 @@
+"""RF5's simple-speaker-embedding GRU embedder (torch.hub ``RF5/simple-speaker-embedding``,
+``gru_embedder``), its checkpoint loader and its MLX twin.
+
+Tacotron log mel (``features/tacotron_mel.py``) -> ``(x + 5.76) / 5.76``, the reference's
+normalisation with ``min_log_value = -11.52`` (5.76 = 11.52 / 2) -> 3-layer GRU (80 -> 768)
+-> output at the last frame -> Linear(768, 256) -> L2-normalised.
+
+The published checkpoint (``gru-wrapped-f1f850.pth`` of the repository's release 0.1) is
+the state dict of the hub wrapper, whose network is its ``model`` attribute::
+
+    model.rnn_stack.{weight_ih,weight_hh,bias_ih,bias_hh}_l{0,1,2}   the GRU
+    model.projection.{weight,bias}                                  Linear(768, 256)
+
+:class:`RF5GRUEncoder` has exactly these keys. No weights ship with streamer and none can
+be downloaded here, so ``--weights PATH`` to that file is required.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ModelError
+from .backends import import_mlx, mlx_gru, mlx_linear, mlx_unit_numpy
+from .checkpoints import load_state, read_checkpoint
+
+N_MELS = 80
+HIDDEN = 768
+LAYERS = 3
+EMBEDDING_DIM = 256
+MIN_LOG_VALUE = -11.52
+NORMALISER = -MIN_LOG_VALUE / 2
+CHECKPOINT = "gru-wrapped-f1f850.pth"
+CHECKPOINT_URL = (
+    "https://github.com/RF5/simple-speaker-embedding/releases/download/0.1/" + CHECKPOINT
+)
+
+
+class GRUStack(nn.Module):
+    """The reference's network: GRU stack and projection (its attribute names)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn_stack = nn.GRU(N_MELS, HIDDEN, LAYERS, batch_first=True)
+        self.projection = nn.Linear(HIDDEN, EMBEDDING_DIM)
+
+
+class RF5GRUEncoder(nn.Module):
+    """``(batch, frames, 80)`` Tacotron log mel -> ``(batch, 256)`` unit-length embeddings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = GRUStack()
+
+    def forward(self, log_mels: torch.Tensor) -> torch.Tensor:
+        x = (log_mels + NORMALISER) / NORMALISER
+        outputs, _ = self.model.rnn_stack(x)
+        raw = self.model.projection(outputs[:, -1])
+        return raw / torch.linalg.vector_norm(raw, dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def load_rf5_gru(path: str | Path | None = None) -> RF5GRUEncoder:
+    """The encoder with the published weights from ``path`` (required: none ship)."""
+    if path is None:
+        raise ModelError(
+            f"rf5-gru has no bundled weights; pass --weights PATH to the published {CHECKPOINT} "
+            f"({CHECKPOINT_URL})"
+        )
+    path = Path(path)
+    state = read_checkpoint(path, "rf5-gru", f"the published {CHECKPOINT}")
+    return load_state(RF5GRUEncoder(), state, path, "rf5-gru")
+
+
+def rf5_gru_to_mlx(module: RF5GRUEncoder) -> Callable[[np.ndarray], np.ndarray]:
+    """The MLX twin of ``module``: ``(batch, frames, 80)`` -> ``(batch, 256)`` unit vectors."""
+    mx = import_mlx()
+    layers = mlx_gru(module.model.rnn_stack)
+    projection = mlx_linear(module.model.projection)
+
+    def embed(log_mels: np.ndarray) -> np.ndarray:
+        x = (mx.array(log_mels) + NORMALISER) / NORMALISER
+        for layer in layers:
+            x = layer(x)
+        return mlx_unit_numpy(projection(x[:, -1]))
+
+    return embed
