@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 UNKNOWN = "unknown"
 
 EVENT_TYPES = ("speech_start", "speech_end", "speaker", "change", "segment")

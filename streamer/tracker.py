@@ -53,7 +53,9 @@ class TrackerOptions:
             segment starts a new unknown voice.
         short_new_voice_score: ``new_voice_score`` for a ``short_window_s`` window.
         window_accept_score: a full window's own vote for a name, used to spot a change.
-        same_score: a full window this similar to the segment's mean continues it.
+        same_score: a full window this similar to the segment's reference (the mean of
+            its first ``reference_windows`` full windows) continues it.
+        reference_windows: full windows inside a segment that make its reference.
         min_region_s: a full window must overlap the speech region by this many seconds
             to count (so the previous speaker's tail does not decide a new region).
         confirm_windows: consecutive deviating full windows that make a change.
@@ -86,6 +88,7 @@ class TrackerOptions:
     short_new_voice_score: float = 0.45
     window_accept_score: float = 0.75
     same_score: float = 0.8
+    reference_windows: int = 5
     min_region_s: float = 0.6
     confirm_windows: int = 2
     change_lag_s: float = 1.1
@@ -134,6 +137,7 @@ class _Segment:
     clean: list = field(default_factory=list)  # (end_s, vector) of its clean windows
     decisions: int = 0
     inside: int = 0  # full windows wholly inside it
+    anchor: np.ndarray | None = None  # sum of its first full windows inside it
     score: float = 0.0
     previous: str | None = None  # the stream's label before this segment
     changed: bool = False  # whether it reported a change already
@@ -241,7 +245,7 @@ class Tracker:
         if onset_s <= segment.start_s + 0.5 and not segment.inside:
             # The onset that opened this segment: a longer look at the same audio, and a
             # better one than full windows that reach back before the segment.
-            if segment.full is not None:
+            if segment.onset is None and segment.full is not None:
                 segment.full = None
                 segment.label = None
             segment.onset = (window.length_s, window.embedding)
@@ -282,7 +286,7 @@ class Tracker:
             # It refines the label, weighted by its share, but cannot signal a change.
             self._pending.clear()
             return self._extend(window, now_s)
-        similarity = float(self._vector(segment) @ window.embedding)
+        similarity = float(self._reference(segment) @ window.embedding)
         vote, _ = self.classify(window.embedding, o.window_s)
         deviates = similarity < o.same_score or (self._named(vote) and vote != segment.label)
         if not deviates:
@@ -328,7 +332,11 @@ class Tracker:
                 or self._vector(segment) @ window.embedding >= self.options.same_score
             )
         )
-        segment.inside += window.start_s >= segment.start_s
+        if window.start_s >= segment.start_s:
+            segment.inside += 1
+            if segment.inside <= self.options.reference_windows:
+                vector = window.embedding.astype(np.float64)
+                segment.anchor = vector if segment.anchor is None else segment.anchor + vector
         inside = window.end_s - max(window.start_s, segment.start_s)
         weighted = window.embedding * (inside / window.length_s)
         segment.full = (
@@ -337,6 +345,13 @@ class Tracker:
         if clean:
             segment.clean.append((window.end_s, window.embedding))
         return self._relabel(now_s)
+
+    def _reference(self, segment: _Segment) -> np.ndarray:
+        """What a new window must resemble to continue the segment: its first full windows
+        inside it (a mean over all of them would drift along with an unnoticed turn)."""
+        if segment.anchor is not None:
+            return _unit(segment.anchor)
+        return self._vector(segment)
 
     def _vector(self, segment: _Segment) -> np.ndarray:
         """The segment's evidence: its full windows, and its onset window."""
