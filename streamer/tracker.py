@@ -165,6 +165,7 @@ class Tracker:
         self._settled_onset_s = -1.0  # the last onset settled as continuation or change
         self._pending: list = []  # deviating full windows not yet confirmed as a change
         self._onsets: list[float] = []  # recent voice onsets, where changes snap to
+        self._last_vector: np.ndarray | None = None  # the last closed segment's voice
 
     @property
     def label(self) -> str | None:
@@ -391,6 +392,11 @@ class Tracker:
             return []
         events = []
         previous = segment.previous
+        if not segment.changed and UNKNOWN in (previous, label) and self._same_as_last(segment):
+            # Next to an undecided voice, a label is news only if the voice is another one.
+            segment.changed = True
+            if label == UNKNOWN and self._named(previous):
+                label = previous
         if not segment.changed and previous is not None and previous != label:
             segment.changed = True
             events.append(
@@ -399,6 +405,12 @@ class Tracker:
         segment.label = self.last_label = label
         events.append(self._event("speaker", segment.start_s, now_s, now_s, label, score))
         return events
+
+    def _same_as_last(self, segment: _Segment) -> bool:
+        """Whether the segment sounds like the last closed one."""
+        if self._last_vector is None:
+            return False
+        return float(self._last_vector @ self._vector(segment)) >= self.options.same_score
 
     def _new_voice(self, segment: _Segment, now_s: float) -> str:
         """A new unknown voice, learnt from the segment's clean windows so far."""
@@ -417,6 +429,7 @@ class Tracker:
         """Emit the closing segment (one still undecided is ``unknown``); teach its voice."""
         segment, self.segment = self.segment, None
         label = segment.label or UNKNOWN
+        self._last_vector = self._vector(segment)
         voice = self.voices.get(label)
         if voice is not None:
             clean = [v for end, v in segment.clean if end <= end_s + 0.2]
