@@ -83,7 +83,7 @@ class TrackerOptions:
     short_window_s: float = 0.6
     short_accept_score: float = 0.70
     short_reject_score: float = 0.56
-    short_margin: float = 0.08
+    short_margin: float = 0.05
     new_voice_score: float = 0.55
     short_new_voice_score: float = 0.45
     window_accept_score: float = 0.75
