@@ -103,6 +103,7 @@ def measure(name: str, weights: Path | None, backends: list[str], args) -> list[
                 "weights": source,
                 "backend": embedder.describe(),
                 "window_s": round(spec.window_s, 3),
+                "hop_s": round(spec.hop_s, 3),
                 "encoder_ms_batch1": encoder_ms(embedder, probe[:1], args.budget_s),
                 "encoder_ms_batch32": encoder_ms(embedder, real_windows(spec, 32), args.budget_s),
                 "rtf_one_stream": stream_rtf(embedder, vad, args.seconds),
@@ -145,6 +146,7 @@ def main(argv=None) -> int:
         "weights": "weights",
         "backend": "backend",
         "window_s": "window s",
+        "hop_s": "hop s",
         "encoder_ms_batch1": "ms/window b1",
         "encoder_ms_batch32": "ms/window b32",
         "rtf_one_stream": "RTF 1 stream",
@@ -161,7 +163,7 @@ def main(argv=None) -> int:
             else:
                 cells.append(f"{value:.3g}" if isinstance(value, float) else str(value))
         table.add_row(*cells)
-    return publish(table, rows, args.json, width=120)
+    return publish(table, rows, args.json, width=140)
 
 
 if __name__ == "__main__":

@@ -243,12 +243,14 @@ class Engine:
                 f"onset_windows_s={self.options.onset_windows_s} must be increasing lengths "
                 f"shorter than the model's {spec.window_s} s window"
             )
-        self.hop_frames = max(1, round(hop_s / spec.frame_s))
-        if abs(self.hop_frames * spec.frame_s - hop_s) > 1e-6 or hop_s > spec.window_s:
+        # Windows start on feature frames: a hop is rounded to the nearest whole frame.
+        if not spec.frame_s - 1e-9 <= hop_s <= spec.window_s + 1e-9:
+            ms = [f"{round(s * 1000, 2):g}" for s in (hop_s, spec.frame_s, spec.window_s)]
             raise ConfigError(
-                f"hop_s={hop_s} must be a multiple of {spec.frame_s} s and at most the "
-                f"{spec.window_s} s window"
+                f"a hop of {ms[0]} ms does not fit {spec.name}: it must be at least one "
+                f"frame ({ms[1]} ms) and at most the window ({ms[2]} ms)"
             )
+        self.hop_frames = round(hop_s / spec.frame_s)
         self.tracker_options = replace(
             self.tracker_options, window_s=spec.window_s, hop_s=self.hop_frames * spec.frame_s
         )

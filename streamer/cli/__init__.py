@@ -122,7 +122,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--weights",
         type=Path,
         metavar="PATH",
-        help="weights file (default: the model's own; rf5-gru needs one)",
+        help="weights file (default: the model's own; only ge2e ships weights, rf5-gru and "
+        "wespeaker-resnet34 need one: see the README)",
     )
     group.add_argument(
         "--backend",

@@ -56,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--hop-s",
         type=positive_float,
         metavar="S",
-        help="seconds between embedding windows (default: the model's; 0.2 for ge2e)",
+        help="seconds between embedding windows, rounded to a whole number of the model's "
+        "feature frames (default: the model's; 0.2 for ge2e)",
     )
     parser.add_argument(
         "--save-unknown",

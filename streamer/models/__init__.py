@@ -108,8 +108,9 @@ def _wespeaker_resnet34() -> ModelSpec:
     """WeSpeaker ResNet34-LM: 2 s windows every 0.25 s.
 
     WeSpeaker trains ResNet34 on 200-frame segments, the middle of the 100-300 frames its
-    MLX card names. Hop 0.25 s: a window costs ~5x a GE2E one on CPU (55 vs 12 ms), so one
-    stream takes ~0.25 of a core, and a change is confirmed (two windows) within 0.5 s.
+    MLX card names. Hop 0.25 s: a window costs ~7x a GE2E one on CPU (59 vs 8 ms at batch
+    1, ``benchmarks/models.py``), so one stream takes about a third of a core (real-time
+    factor 0.33), and a change is confirmed (two windows) within 0.5 s.
     """
     from ..features.fbank import KaldiFbank
     from .wespeaker_resnet34 import EMBEDDING_DIM, ResNet34Encoder, load_resnet34, to_mlx

@@ -247,7 +247,12 @@ def test_bad_options(cli, audio, store):
     assert cli("track", talk, "--hop-s", "-1").code == 2  # usage error
     assert cli("track", talk, "--threads", "0").code == 2
     assert cli("track", talk, "--model", "nope").code == 2
-    assert "multiple of" in cli("track", talk, "--profiles", store, "--hop-s", "0.155").error
+    # A hop is rounded to whole 10 ms frames (0.155 s: 16 frames); longer than the window: no.
+    assert cli("track", audio["short.wav"], "--profiles", store, "--hop-s", "0.155").code == 0
+    assert cli("track", talk, "--profiles", store, "--hop-s", "1.61").error == (
+        "a hop of 1610 ms does not fit ge2e: it must be at least one frame (10 ms) and at most "
+        "the window (1600 ms)"
+    )
     assert "unknown device" in cli("track", talk, "--device", "toaster").error
     assert "not found" in cli("track", talk, "--weights", talk.parent / "none.pt").error
     assert "not a folder" in cli("track", talk, "--profiles", talk).error

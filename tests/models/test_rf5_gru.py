@@ -1,17 +1,19 @@
 """rf5-gru: the encoder against the reference computation, its loader, its MLX twin, and the
 pipeline at its 22 050 Hz (the VAD gets 16 kHz through a resampler)."""
 
+import re
+
 import numpy as np
 import pytest
 import soxr
 import torch
 
-from streamer.errors import ModelError
+from streamer.errors import ConfigError, ModelError
 from streamer.features.tacotron_mel import TacotronMel
 from streamer.models import Embedder, get_spec
 from streamer.models.rf5_gru import load_rf5_gru
 from streamer.synth import conversation, speech
-from streamer.worker import Engine
+from streamer.worker import Engine, WorkerOptions
 from tests.conftest import run_stream
 from tests.features.test_tacotron_mel import librosa_log_mel
 
@@ -109,6 +111,19 @@ def test_window_definition():
     assert spec.window_s == pytest.approx(2.0, abs=0.01)
     assert spec.hop_s == pytest.approx(17 * 256 / 22050)
     assert spec.target_level_dbfs is None  # log features: no level normalisation
+
+
+def test_a_hop_is_rounded_to_whole_frames(rf5, vad, make_engine):
+    engine = Engine(rf5, vad, WorkerOptions(hop_s=0.2))  # 17.23 frames of 11.6 ms
+    assert engine.hop_frames == 17
+    assert engine.tracker_options.hop_s == pytest.approx(17 * 256 / 22050)
+    assert make_engine(options=WorkerOptions(hop_s=0.155)).hop_frames == 16  # 15.5 frames
+    assert Engine(rf5, vad, WorkerOptions(hop_s=0.01161)).hop_frames == 1
+    assert Engine(rf5, vad, WorkerOptions(hop_s=172 * 256 / 22050)).hop_frames == 172
+    for hop_s, limit in ((0.0116, "at least one frame (11.61 ms)"), (2.0, "window (1996.92 ms)")):
+        with pytest.raises(ConfigError, match=re.escape(limit)) as error:
+            Engine(rf5, vad, WorkerOptions(hop_s=hop_s))
+        assert str(error.value).startswith(f"a hop of {hop_s * 1000:g} ms does not fit rf5-gru")
 
 
 def speech_regions(events) -> list[tuple[float, float]]:

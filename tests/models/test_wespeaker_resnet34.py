@@ -1,10 +1,5 @@
 """WeSpeaker ResNet34: checkpoint layouts, loader errors, CMN, the MLX twin, the pipeline."""
 
-import dataclasses
-import enum
-import sys
-import types
-
 import numpy as np
 import pytest
 import torch
@@ -16,7 +11,7 @@ from streamer.models.ge2e_lstm import default_weights_path
 from streamer.models.wespeaker_resnet34 import ResNet34Encoder, load_resnet34
 from streamer.synth import speech
 from streamer.worker import Engine
-from tests.conftest import run_stream
+from tests.conftest import as_npz, random_resnet34, run_stream, save_pyannote
 
 
 @pytest.fixture(scope="module")
@@ -32,18 +27,7 @@ def windows(feats) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def model(windows) -> ResNet34Encoder:
-    """Random weights with non-trivial BatchNorm: random affine terms and running
-    statistics measured on real features (one train-mode pass)."""
-    torch.manual_seed(0)
-    model = ResNet34Encoder()
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.momentum = None  # running stats = this pass's batch stats
-            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
-            torch.nn.init.normal_(module.bias, 0.0, 0.2)
-    with torch.no_grad():
-        model.train()(torch.from_numpy(windows))
-    return model.eval()
+    return random_resnet34(windows)
 
 
 def embed(model: torch.nn.Module, windows: np.ndarray) -> np.ndarray:
@@ -55,63 +39,11 @@ def state_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def as_npz(state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    """The MLX card's layout: conv kernels (out, kh, kw, in), the rest as in torch."""
-    return {
-        k: v.numpy().transpose(0, 2, 3, 1) if v.ndim == 4 else v.numpy()
-        for k, v in state.items()
-        if not k.endswith("num_batches_tracked")
-    }
-
-
-@pytest.fixture
-def pyannote_globals(monkeypatch):
-    """Stand-ins for pyannote's task classes, importable only while the checkpoint is saved
-    (as in the published file, whose metadata pickles pyannote objects)."""
-    task = types.ModuleType("pyannote.audio.core.task")
-
-    class Problem(enum.Enum):
-        REPRESENTATION = 4
-
-    class Resolution(enum.Enum):
-        CHUNK = 2
-
-    @dataclasses.dataclass
-    class Specifications:
-        problem: Problem
-        resolution: Resolution
-        duration: float
-
-    for cls in (Problem, Resolution, Specifications):
-        cls.__module__, cls.__qualname__ = task.__name__, cls.__name__
-        setattr(task, cls.__name__, cls)
-    with monkeypatch.context() as patch:
-        for name in ("pyannote", "pyannote.audio", "pyannote.audio.core"):
-            patch.setitem(sys.modules, name, types.ModuleType(name))
-        patch.setitem(sys.modules, task.__name__, task)
-        yield Specifications(Problem.REPRESENTATION, Resolution.CHUNK, 5.0)
-
-
-def save_pyannote(state, path, specifications):
-    checkpoint = {
-        "state_dict": state,
-        "pyannote.audio": {
-            "versions": {"pyannote.audio": "3.1.0"},
-            "architecture": {
-                "module": "pyannote.audio.models.embedding.wespeaker",
-                "class": "WeSpeakerResNet34",
-            },
-            "specifications": specifications,
-        },
-        "pytorch-lightning_version": "2.1.0",
-    }
-    torch.save(checkpoint, path)
-
-
-def test_pyannote_checkpoint_reproduces_the_model(model, windows, tmp_path, pyannote_globals):
+def test_pyannote_checkpoint_reproduces_the_model(model, windows, tmp_path):
     path = tmp_path / "pytorch_model.bin"
-    save_pyannote(state_of(model), path, pyannote_globals)
-    sys.modules.pop("pyannote.audio.core.task")  # loading must not need pyannote
+    save_pyannote(state_of(model), path)  # pickles pyannote classes, gone after saving
+    with pytest.raises(ImportError):
+        __import__("pyannote.audio.core.task")  # so loading must not need pyannote
     again = load_resnet34(path)
     for key, value in model.state_dict().items():
         assert torch.equal(value, again.state_dict()[key]), key
