@@ -82,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     mic = add_mic_options(parser, "also track the local microphone")
     mic.add_argument("--mic-stream", metavar="ID", help="the microphone's stream id (default: mic)")
-    limits = parser.add_argument_group("limits (docs/protocol.md#limits)")
+    limits = parser.add_argument_group("limits (docs/protocol.md#limits-and-backpressure)")
     for f in fields(ServerLimits):
         flag = "--" + f.name.replace("_", "-")
         number = positive_int if isinstance(f.default, int) else positive_float
@@ -190,19 +190,18 @@ async def serve(engine, store, options: ServerOptions, microphone, mic_stream: s
     server = Server(engine, store, options, microphone=microphone, mic_stream=mic_stream)
     try:
         await server.start()
-    except OSError as exc:
+    except BaseException as exc:
         await server.close()
-        raise ConfigError(
-            f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}; pick "
-            "another --port (or stop the daemon that uses it)"
-        ) from exc
-    except BaseException:
-        await server.close()
+        if isinstance(exc, OSError):
+            raise ConfigError(
+                f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}; "
+                "pick another --port (or stop the daemon that uses it)"
+            ) from exc
         raise
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.stop)
-    names = ", ".join(server.status()["profiles"]) or "none"
+    names = ", ".join(server.status()["profiles"]) or f"none yet in {store.path}"
     log.info(
         "listening on ws://%s:%d (model %s, profiles: %s; GET /healthz, /metrics); Ctrl-C stops",
         options.host,

@@ -46,6 +46,9 @@ from .session import Enrollment, Session
 log = logging.getLogger("streamer.server")
 
 PROTOCOL_VERSION = 1
+CLOSE_TIMEOUT_S = 2.0
+"""How long closing a connection waits for the client's side of the closing handshake
+(a client that stopped reading never answers)."""
 STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
 
@@ -139,7 +142,11 @@ class Server:
     # Life cycle
 
     async def __aenter__(self) -> Server:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -173,6 +180,7 @@ class Server:
             max_size=4 * limits.max_frame_bytes,
             ping_interval=limits.ping_interval_s,
             ping_timeout=limits.ping_timeout_s,
+            close_timeout=CLOSE_TIMEOUT_S,
         )
         self.port = self._ws.sockets[0].getsockname()[1]
         if self.microphone is not None:
@@ -183,7 +191,9 @@ class Server:
         await self._stopped.wait()
 
     def stop(self) -> None:
-        self._stopped.set()
+        """Make :meth:`wait` return (the caller then closes the server)."""
+        if self._stopped is not None:
+            self._stopped.set()
 
     async def close(self) -> None:
         """Stop the microphone, close every connection (their streams end), stop the engine."""

@@ -57,7 +57,7 @@ class Connection:
         self.subscriber: Subscriber | None = None
         self.opened = time.monotonic()
         self._loop = asyncio.get_running_loop()
-        self._last_active = self._loop.time()
+        self._last_active = self._opened_at = self._loop.time()
         self._busy = False
         self._watchdog: asyncio.TimerHandle | None = None
         self._tokens = self.limits.max_messages_per_s  # token bucket: one token per message
@@ -161,21 +161,29 @@ class Connection:
             self._tokens, self._refilled = 1.0, self._loop.time()
         self._tokens -= 1
 
-    def _timeout_s(self) -> float | None:
+    def _deadline(self) -> tuple[float, float] | None:
+        """(When the connection times out, the timeout): the hello is due a fixed time
+        after connecting; then a stream or control connection may not stay silent."""
         if self.role is None:
-            return self.limits.hello_timeout_s
-        return None if self.role == "subscribe" else self.limits.idle_timeout_s
+            return self._opened_at + self.limits.hello_timeout_s, self.limits.hello_timeout_s
+        if self.role == "subscribe":
+            return None
+        return self._last_active + self.limits.idle_timeout_s, self.limits.idle_timeout_s
 
     def _arm_watchdog(self) -> None:
-        timeout = self._timeout_s()
-        if timeout is not None:
-            self._watchdog = self._loop.call_at(self._last_active + timeout, self._check_idle)
+        deadline = self._deadline()
+        if deadline is not None:
+            self._watchdog = self._loop.call_at(deadline[0], self._check_idle)
 
     def _check_idle(self) -> None:
-        timeout = self._timeout_s()
-        if timeout is None or self._closing:
+        deadline = self._deadline()
+        if deadline is None or self._closing:
             return
-        if self._busy or self._loop.time() < self._last_active + timeout:
+        when, timeout = deadline
+        if self._busy:  # handling a message (maybe paused by backpressure): not idle
+            self._watchdog = self._loop.call_later(timeout, self._check_idle)
+            return
+        if self._loop.time() < when:
             self._arm_watchdog()
             return
         if self.role is None:

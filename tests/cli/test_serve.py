@@ -127,5 +127,7 @@ def test_port_in_use(cli, tmp_path):
     assert f"cannot listen on 127.0.0.1:{port}" in message and "--port" in message
 
 
-def test_unknown_microphone(cli, no_model, pulse_mic):
+def test_microphone_errors(cli, no_model, pulse_mic):
     assert cli("serve", "--mic", "nosuch").error.startswith("no input device 'nosuch'")
+    message = cli("serve", "--mic", pulse_mic.device, "--mic-rate", 1_000_000).error
+    assert "does not support 1000000 Hz" in message and "--mic-rate" in message
