@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,24 +43,52 @@ class EnrollOptions:
 
 
 class Collector:
-    """A tracker stand-in that keeps every speech window's embedding and counts speech."""
+    """A tracker stand-in that keeps every speech window's embedding and counts speech.
 
-    def __init__(self) -> None:
+    With a span (``start_s``, ``end_s``) only the windows that lie inside it are kept and
+    only the speech inside it counts: live enrollment takes "the next N seconds" of a
+    stream that is being tracked.
+    """
+
+    def __init__(self, start_s: float = 0.0, end_s: float = math.inf) -> None:
         self.embeddings: list[np.ndarray] = []
-        self.speech_s = 0.0
+        self.speech_s = 0.0  # speech of the regions that ended
+        self.start_s = start_s
+        self.end_s = end_s
+        self.level_dbfs: float | None = None  # speech level of the last window kept
+        self._open_s: float | None = None  # onset of the speech region still open
 
     def gate(self, update: GateUpdate, now_s: float) -> list[Event]:
         if update.ended is not None:
-            self.speech_s += update.ended[1] - update.ended[0]
+            self.speech_s += self._inside(*update.ended)
+            self._open_s = None
+        if update.started_at_s is not None:
+            self._open_s = update.started_at_s
         return []
 
     def window(self, window, now_s: float) -> list[Event]:
-        if window.embedding is not None and not window.onset:
+        inside = self.start_s <= window.start_s and window.end_s <= self.end_s
+        if window.embedding is not None and inside and not window.onset:
             self.embeddings.append(window.embedding)
+            self.level_dbfs = window.level_dbfs
         return []
 
     def close(self, update: GateUpdate, now_s: float) -> list[Event]:
         return self.gate(update, now_s)
+
+    def speech_until(self, now_s: float) -> float:
+        """Seconds of speech so far, the open region counted up to ``now_s``."""
+        if self._open_s is None:
+            return self.speech_s
+        return self.speech_s + self._inside(self._open_s, now_s)
+
+    def finish(self, now_s: float) -> None:
+        """Stop here: count the open region up to ``now_s`` (live enrollment's last second)."""
+        self.speech_s = self.speech_until(now_s)
+        self._open_s = None
+
+    def _inside(self, start_s: float, end_s: float) -> float:
+        return max(0.0, min(end_s, self.end_s) - max(start_s, self.start_s))
 
 
 def collect(engine: Engine, audio: np.ndarray, stream_id: str = "enroll") -> Collector:
@@ -108,11 +137,43 @@ def enroll(
     the speech is too little or the clips disagree (unless ``force``). Nothing is written
     then.
     """
-    options = options or EnrollOptions()
-    check_name(name)
     model = engine.embedder.spec.name
-    existing = _existing(store, name, model)
+    check_model(store, name, model)
     per_clip = [(label, collect(engine, audio)) for label, audio in clips]
+    return enroll_collected(
+        store, name, per_clip, model, engine.embedder.spec.embedding_dim, options, force
+    )
+
+
+def check_model(store: ProfileStore, name: str, model: str) -> Profile | None:
+    """The existing profile ``name`` (``None`` if new); :class:`ProfileError` if it was made
+    with another model or the name is not valid."""
+    check_name(name)
+    existing = store.get(name) if name in store else None
+    if existing is not None and existing.model != model:
+        raise ProfileError(
+            f"profile {name!r} was made with model {existing.model!r}, not {model!r}; "
+            f"enroll under another name or pass --model {existing.model}"
+        )
+    return existing
+
+
+def enroll_collected(
+    store: ProfileStore,
+    name: str,
+    per_clip: list[tuple[str, Collector]],
+    model: str,
+    dim: int,
+    options: EnrollOptions | None = None,
+    force: bool = False,
+) -> EnrollmentReport:
+    """:func:`enroll` from clips already run through the worker (``(label, Collector)``).
+
+    Live enrollment (a microphone, a daemon stream) collects while the audio arrives and
+    then decides here, with the same checks and feedback as files.
+    """
+    options = options or EnrollOptions()
+    existing = check_model(store, name, model)
     feedback: list[Feedback] = []
     for label, c in per_clip:
         if not c.embeddings:
@@ -123,7 +184,7 @@ def enroll(
     if not voiced:
         raise NoSpeechError(
             "no speech found in "
-            + ", ".join(label for label, _ in clips)
+            + ", ".join(label for label, _ in per_clip)
             + "; record a few seconds of one person talking"
         )
     if len(voiced) > 1:
@@ -142,7 +203,7 @@ def enroll(
     profile = existing or Profile(
         name=name,
         model=model,
-        total=np.zeros(engine.embedder.spec.embedding_dim),
+        total=np.zeros(dim),
         count=0,
         speech_s=0.0,
     )
@@ -163,9 +224,8 @@ def promote(
     """Save an unknown voice the tracker learnt (its clean windows only) as profile
     ``name``, or add it to that profile. The same checks as :func:`enroll` apply."""
     options = options or EnrollOptions()
-    check_name(name)
-    existing = _existing(store, name, model)
-    speech_s = voice.weight_s
+    existing = check_model(store, name, model)
+    speech_s = voice.speech_s
     profile = existing or Profile(
         name=name, model=model, total=np.zeros(len(voice.total)), count=0, speech_s=0.0
     )
@@ -173,16 +233,6 @@ def promote(
     windows = max(1, voice.windows)
     profile.extend(np.repeat(voice.centroid[None, :], windows, axis=0), speech_s)
     return _save(store, profile, EnrollmentReport(None, speech_s, windows, []), options, force)
-
-
-def _existing(store: ProfileStore, name: str, model: str) -> Profile | None:
-    existing = store.get(name) if name in store else None
-    if existing is not None and existing.model != model:
-        raise ProfileError(
-            f"profile {name!r} was made with model {existing.model!r}, not {model!r}; "
-            f"enroll under another name or pass --model {existing.model}"
-        )
-    return existing
 
 
 def _save(

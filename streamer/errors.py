@@ -7,7 +7,8 @@ The hierarchy::
     ├── ProfileError              the profile store or a profile (name, model, file)
     ├── ModelError                model weights that are missing, wrong or mismatched
     ├── ConfigError               an option with an impossible value
-    └── NoSpeechError             audio that holds no speech where speech is required
+    ├── NoSpeechError             audio that holds no speech where speech is required
+    └── ProtocolError             a daemon client's message that breaks docs/protocol.md
 
 The CLI prints ``str(error)`` on one line and exits non-zero; the daemon sends it
 to the client as a JSON error. Anything else escaping is a bug.
@@ -38,3 +39,14 @@ class ConfigError(StreamerError):
 
 class NoSpeechError(StreamerError):
     """The audio holds no speech where speech is needed (e.g. enrollment)."""
+
+
+class ProtocolError(StreamerError):
+    """A message from a daemon client that breaks the protocol (``docs/protocol.md``).
+
+    ``code`` is the machine-readable error code the daemon sends with the message.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

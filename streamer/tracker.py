@@ -122,6 +122,7 @@ class Voice:
     weight_s: float
     last_heard_s: float
     windows: int = 0
+    speech_s: float = 0.0  # seconds of speech its clean windows covered, in all
 
     @property
     def centroid(self) -> np.ndarray:
@@ -179,6 +180,15 @@ class Tracker:
     def voice(self, label: str) -> Voice:
         """The unknown voice called ``label`` (``KeyError`` if there is none)."""
         return self.voices[label]
+
+    def settle(self, label: str) -> Voice:
+        """The unknown voice ``label``, with what the open segment heard of it so far."""
+        voice = self.voices[label]
+        segment = self.segment
+        if segment is not None and segment.label == label and segment.clean:
+            self._learn(voice, [v for _, v in segment.clean], voice.last_heard_s)
+            segment.clean.clear()
+        return self.voices.get(label, voice)
 
     def forget(self, label: str) -> None:
         """Drop an unknown voice (e.g. once it was promoted to a profile)."""
@@ -445,6 +455,7 @@ class Tracker:
         voice.total = voice.total + np.sum(windows, axis=0) * hop_s
         voice.weight_s += hop_s * len(windows)
         voice.windows += len(windows)
+        voice.speech_s += hop_s * (len(windows) - 1) + self.options.window_s
         memory = self.options.voice_memory_s
         if voice.weight_s > memory:
             voice.total *= memory / voice.weight_s
@@ -469,6 +480,7 @@ class Tracker:
                 older.total = older.total + younger.total
                 older.weight_s += younger.weight_s
                 older.windows += younger.windows
+                older.speech_s += younger.speech_s
                 older.last_heard_s = max(older.last_heard_s, younger.last_heard_s)
                 del self.voices[younger.label]
                 if self.last_label == younger.label:

@@ -305,7 +305,8 @@ class Engine:
                 f"stream {stream_id!r} has no unknown voice {label!r}; "
                 f"it has: {', '.join(voices) or 'none'}"
             )
-        report = promote(store, name, voices[label], self.embedder.spec.name, force=force)
+        voice = stream.tracker.settle(label)
+        report = promote(store, name, voice, self.embedder.spec.name, force=force)
         if report.profile is not None:
             stream.tracker.forget(label)
             self.set_profiles({**self.profiles, name: report.profile.embedding})

@@ -34,7 +34,7 @@ def _version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``streamer`` parser with every sub-command registered."""
-    from . import demo, enroll, profiles, simulate, track
+    from . import demo, devices, enroll, profiles, serve, simulate, track
 
     parser = argparse.ArgumentParser(
         prog="streamer",
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"streamer {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in (demo, track, enroll, profiles, simulate):
+    for command in (serve, demo, track, enroll, profiles, devices, simulate):
         command.register(subparsers)
     return parser
 

@@ -1,0 +1,221 @@
+"""``streamer serve``: the daemon — websocket audio in, live events out (``docs/protocol.md``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from ..errors import ConfigError, StreamerError
+from ..server.options import DEFAULT_HOST, DEFAULT_PORT, ServerLimits, ServerOptions
+from . import add_model_options, add_profiles_option, positive_float, positive_int
+from .devices import add_mic_options
+
+TOKEN_ENV = "STREAMER_TOKEN"
+log = logging.getLogger("streamer.server")
+
+CONFIG_KEYS = (
+    "host",
+    "port",
+    "token",
+    "allow_origins",
+    "batch_delay_s",
+    "mic",
+    "mic_rate",
+    "mic_stream",
+    "profiles",
+    "model",
+    "weights",
+    "device",
+    "threads",
+)
+"""Top-level keys of a ``--config`` TOML file; limits go in a ``[limits]`` table."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``serve`` sub-command."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the daemon: websocket audio in, live speaker events out",
+        description=(
+            "Listen for websocket clients that stream audio and clients that subscribe to "
+            "the events (docs/protocol.md); optionally track the local microphone too. "
+            f"Listens on {DEFAULT_HOST}:{DEFAULT_PORT} (this machine only) by default; any "
+            "other address needs --token. GET /healthz and /metrics (Prometheus) on the "
+            "same port. Ctrl-C stops it."
+        ),
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML file with any of these options (e.g. port = 9000, [limits] max_streams = "
+        "8); the command line wins",
+    )
+    net = parser.add_argument_group("network")
+    net.add_argument("--host", help=f"address to listen on (default: {DEFAULT_HOST})")
+    net.add_argument(
+        "--port", type=int, help=f"TCP port (default: {DEFAULT_PORT}; 0 picks a free one)"
+    )
+    net.add_argument(
+        "--token",
+        help=f"secret clients must send; needed for a non-loopback --host (default: ${TOKEN_ENV})",
+    )
+    net.add_argument(
+        "--allow-origin",
+        action="append",
+        dest="allow_origins",
+        metavar="ORIGIN",
+        help="a browser origin allowed to connect, e.g. http://localhost:3000 (repeatable; "
+        "programs that send no Origin are always allowed)",
+    )
+    net.add_argument(
+        "--batch-delay-s",
+        type=float,
+        metavar="S",
+        help="least time between engine steps, so streams share batches (default: 0.05)",
+    )
+    mic = add_mic_options(parser, "also track the local microphone")
+    mic.add_argument("--mic-stream", metavar="ID", help="the microphone's stream id (default: mic)")
+    limits = parser.add_argument_group("limits (docs/protocol.md#limits-and-backpressure)")
+    for f in fields(ServerLimits):
+        flag = "--" + f.name.replace("_", "-")
+        number = positive_int if isinstance(f.default, int) else positive_float
+        limits.add_argument(flag, type=number, metavar="N", help=f"default: {f.default:g}")
+    add_profiles_option(parser)
+    add_model_options(parser)
+    parser.set_defaults(func=lambda args: run(args, parser))
+    return parser
+
+
+def load_config(path: Path) -> dict:
+    """A ``--config`` TOML file, checked for unknown keys."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError as exc:
+            raise ConfigError("--config needs Python 3.11+ or: pip install tomli") from exc
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {path} is not valid TOML: {exc}") from exc
+    known_limits = {f.name for f in fields(ServerLimits)}
+    limits = data.get("limits", {})
+    if not isinstance(limits, dict):
+        raise ConfigError(f"config {path}: limits must be a table ([limits])")
+    unknown = sorted(set(data) - set(CONFIG_KEYS) - {"limits"}) + sorted(
+        f"limits.{k}" for k in set(limits) - known_limits
+    )
+    if unknown:
+        raise ConfigError(
+            f"config {path}: unknown key(s) {', '.join(unknown)}; known: "
+            f"{', '.join(CONFIG_KEYS)} and [limits] {', '.join(sorted(known_limits))}"
+        )
+    return data
+
+
+def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServerOptions:
+    """Options from the command line, then the config file, then the defaults."""
+    config = load_config(args.config) if args.config else {}
+    for key in CONFIG_KEYS:
+        if key in config and getattr(args, key) == parser.get_default(key):
+            value = config[key]
+            if key in ("profiles", "weights"):
+                value = Path(value)
+            elif key == "mic" and isinstance(value, bool):  # mic = true: the default input
+                value = "" if value else None
+            setattr(args, key, value)
+    limits = dict(config.get("limits", {}))
+    for f in fields(ServerLimits):
+        if getattr(args, f.name) is not None:
+            limits[f.name] = getattr(args, f.name)
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    batch_delay_s = args.batch_delay_s
+    try:
+        return ServerOptions(
+            host=args.host if args.host is not None else DEFAULT_HOST,
+            port=args.port if args.port is not None else DEFAULT_PORT,
+            token=token,
+            allowed_origins=tuple(args.allow_origins or ()),
+            limits=ServerLimits(**limits),
+            **({} if batch_delay_s is None else {"batch_delay_s": batch_delay_s}),
+        )
+    except TypeError as exc:  # a config value of the wrong type
+        raise ConfigError(f"config {args.config}: {exc}") from exc
+
+
+def setup_logging() -> None:
+    """One line per connection and stream, on stderr."""
+    logger = logging.getLogger("streamer")
+    if any(getattr(h, "streamer_serve", False) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handler.streamer_serve = True
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from ..models import get_spec
+    from ..profiles import ProfileStore
+    from ..sources.mic import Microphone
+    from . import load_engine
+
+    # Everything that can fail without the model, first.
+    options = resolve(args, parser)
+    store = ProfileStore(args.profiles)
+    microphone = None
+    if args.mic is not None:
+        rate = get_spec(args.model).sample_rate
+        microphone = Microphone(args.mic or None, args.mic_rate, target_rate=rate)
+    engine = load_engine(args, store)
+    setup_logging()
+    return asyncio.run(serve(engine, store, options, microphone, args.mic_stream or "mic"))
+
+
+async def serve(engine, store, options: ServerOptions, microphone, mic_stream: str) -> int:
+    from ..server import Server
+
+    server = Server(engine, store, options, microphone=microphone, mic_stream=mic_stream)
+    try:
+        await server.start()
+    except BaseException as exc:
+        await server.close()
+        if isinstance(exc, OSError):
+            raise ConfigError(
+                f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}; "
+                "pick another --port (or stop the daemon that uses it)"
+            ) from exc
+        raise
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.stop)
+    names = ", ".join(server.status()["profiles"]) or f"none yet in {store.path}"
+    log.info(
+        "listening on ws://%s:%d (model %s, profiles: %s; GET /healthz, /metrics); Ctrl-C stops",
+        options.host,
+        server.port,
+        server.model,
+        names,
+    )
+    try:
+        await server.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await server.close()
+        log.info("stopped")
+    if server.failure is not None:
+        raise StreamerError(f"the daemon stopped: the engine failed ({server.failure!r})")
+    return 0

@@ -1,0 +1,19 @@
+"""The daemon: websocket audio in, live events out, around the sans-I/O engine.
+
+The protocol is documented in ``docs/protocol.md``. The package, by concern:
+
+=================  ==========================================================
+``options.py``     where it listens, the token, origins, limits (units in names)
+``app.py``         :class:`Server`: life cycle, streams, profiles, enrollment, HTTP
+``connection.py``  one client: hello, audio frames, requests, errors, timeouts
+``session.py``     one open stream: backpressure, arrival times, its enrollment
+``runner.py``      the engine in its own thread; jobs and live-enrollment taps
+``hub.py``         outboxes, subscribers, the snapshot, the overflow policy
+``metrics.py``     Prometheus metrics (``GET /metrics``)
+=================  ==========================================================
+"""
+
+from .app import PROTOCOL_VERSION, Server
+from .options import ServerLimits, ServerOptions
+
+__all__ = ["PROTOCOL_VERSION", "Server", "ServerLimits", "ServerOptions"]

@@ -1,0 +1,602 @@
+"""The daemon: one asyncio websocket server around one engine (``docs/protocol.md``).
+
+:class:`Server` owns the shared parts — the engine's thread, the subscribers' hub, the
+open streams, the profile store — and the operations that touch several of them
+(open and end a stream, live enrollment, profile changes). Each client connection is
+a :class:`~streamer.server.connection.Connection`, which reads the client's messages
+and calls these.
+
+Nothing on the event loop waits for the encoder, the disk or a client: the engine runs
+in its thread (:mod:`~streamer.server.runner`), profile files are read and written in a
+thread of their own, and every client has an outbox written by its own task
+(:mod:`~streamer.server.hub`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import http
+import itertools
+import json
+import logging
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from ..enroll import Collector, EnrollOptions, enroll_collected
+from ..errors import ConfigError, NoSpeechError, ProfileError, ProtocolError, StreamerError
+from ..events import Event
+from ..profiles import Profile, ProfileStore
+from ..sources.mic import Microphone
+from ..sources.websocket import AudioFormat, FrameDecoder
+from ..worker import Engine
+from .hub import Hub, StreamState
+from .metrics import CONTENT_TYPE_LATEST, Metrics, TimedEmbedder
+from .options import ServerOptions
+from .runner import EngineRunner, EnrollProgress
+from .session import Enrollment, Session
+
+log = logging.getLogger("streamer.server")
+
+PROTOCOL_VERSION = 1
+CLOSE_TIMEOUT_S = 2.0
+"""How long closing a connection waits for the client's side of the closing handshake
+(a client that stopped reading never answers)."""
+STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+
+
+def check_stream_id(stream_id: object) -> str:
+    if not isinstance(stream_id, str) or not STREAM_ID.fullmatch(stream_id):
+        raise ProtocolError(
+            "bad_message",
+            f"stream id {stream_id!r} is not valid: use 1-64 letters, digits, '.', '_', ':' "
+            "or '-', starting with a letter or digit (or leave it out to get one)",
+        )
+    return stream_id
+
+
+def profile_info(profile: Profile) -> dict:
+    """A profile as clients see it (never its voice vector)."""
+    return {
+        "name": profile.name,
+        "model": profile.model,
+        "speech_s": round(profile.speech_s, 2),
+        "created": profile.created,
+        "updated": profile.updated,
+    }
+
+
+def report_info(report) -> dict:
+    """An :class:`~streamer.enroll.EnrollmentReport` as a message's fields."""
+    return {
+        "saved": report.profile is not None,
+        "speech_s": round(report.speech_s, 2),
+        "windows": report.windows,
+        "feedback": [{"code": f.code, "message": f.message} for f in report.feedback],
+        "profile": profile_info(report.profile) if report.profile is not None else None,
+    }
+
+
+class Server:
+    """The daemon. ``async with Server(engine, store, options) as server: ...``.
+
+    The store is the truth about profiles: on start the engine is given the store's
+    profiles made with its model, and every change (enroll, rename, remove, promote)
+    goes through the store and then to every stream's tracker at once.
+
+    Args:
+        engine: the engine to run (the server runs it in a thread of its own).
+        store: the profile store.
+        options: address, token, origins and limits.
+        microphone: a checked, not yet started :class:`~streamer.sources.mic.Microphone`
+            to add as the stream ``mic_stream``.
+        enroll_options: the quality checks of live enrollment.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        store: ProfileStore,
+        options: ServerOptions | None = None,
+        microphone: Microphone | None = None,
+        mic_stream: str = "mic",
+        enroll_options: EnrollOptions | None = None,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.options = options or ServerOptions()
+        self.limits = self.options.limits
+        if self.limits.max_backlog_s > engine.options.buffer_s / 2:
+            raise ConfigError(
+                f"max_backlog_s ({self.limits.max_backlog_s:g} s) must be at most half the "
+                f"engine's buffer_s ({engine.options.buffer_s:g} s)"
+            )
+        self.microphone = microphone
+        self.mic_stream = check_stream_id(mic_stream)
+        self.enroll_options = enroll_options or EnrollOptions()
+        self.model = engine.embedder.spec.name
+        self.sample_rate = engine.embedder.spec.sample_rate
+        self.metrics = Metrics()
+        self.hub = Hub(self.metrics)
+        self.sessions: dict[str, Session] = {}
+        self._opening: set[str] = set()  # stream ids being opened
+        self.connections: set = set()
+        self.port: int | None = None
+        self.failure: BaseException | None = None
+        self.started = time.monotonic()
+        self.runner: EngineRunner | None = None
+        self._connection_numbers = itertools.count(1)
+        self._stream_numbers = itertools.count(1)
+        self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="streamer-store")
+        self._tasks: set[asyncio.Task] = set()
+        self._ws = None
+        self._stopped: asyncio.Event | None = None
+
+    # Life cycle
+
+    async def __aenter__(self) -> Server:
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Start the engine's thread, load the profiles, listen (and record the microphone)."""
+        from .connection import Connection
+
+        loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        self.engine.embedder = TimedEmbedder(self.engine.embedder, self.metrics)
+        self.runner = EngineRunner(
+            self.engine,
+            loop,
+            self._on_events,
+            self._on_failure,
+            self.metrics,
+            self.options.batch_delay_s,
+        )
+        self.runner.start()
+        await self.refresh_profiles()
+        limits = self.limits
+        self._ws = await serve(
+            lambda ws: Connection(self, ws, next(self._connection_numbers)).run(),
+            self.options.host,
+            self.options.port,
+            origins=[None, *self.options.allowed_origins],
+            process_request=self._http,
+            compression=None,
+            max_size=4 * limits.max_frame_bytes,
+            ping_interval=limits.ping_interval_s,
+            ping_timeout=limits.ping_timeout_s,
+            close_timeout=CLOSE_TIMEOUT_S,
+        )
+        self.port = self._ws.sockets[0].getsockname()[1]
+        if self.microphone is not None:
+            await self._start_microphone()
+
+    async def wait(self) -> None:
+        """Until :meth:`stop` is called or the engine's thread fails."""
+        await self._stopped.wait()
+
+    def stop(self) -> None:
+        """Make :meth:`wait` return (the caller then closes the server)."""
+        if self._stopped is not None:
+            self._stopped.set()
+
+    async def close(self) -> None:
+        """Stop the microphone, close every connection (their streams end), stop the engine."""
+        mic = self.sessions.get(self.mic_stream) if self.microphone else None
+        if self.microphone is not None:
+            self.microphone.stop()
+        if mic is not None:
+            await self.end_stream(mic, "the daemon stopped")
+        if self._ws is not None:
+            self._ws.close()
+            await self._ws.wait_closed()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.runner is not None:
+            await self.runner.stop()
+        self._store_thread.shutdown(wait=True)
+        if isinstance(self.engine.embedder, TimedEmbedder):
+            self.engine.embedder = self.engine.embedder.inner
+        self.stop()
+
+    def _on_failure(self, exc: BaseException) -> None:
+        self.failure = exc
+        log.error("stopping: the engine thread failed (%r)", exc)
+        self.stop()
+
+    def background(self, coroutine) -> None:
+        """Run ``coroutine`` as a task the server waits for when it closes."""
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    # HTTP: /healthz, /metrics
+
+    def token_ok(self, given: str | None) -> bool:
+        token = self.options.token
+        if not token:
+            return True
+        return given is not None and hmac.compare_digest(given.encode(), token.encode())
+
+    def request_token(self, request: Request) -> str | None:
+        """The token a client sent in the URL (``?token=``) or an ``Authorization`` header."""
+        query = parse_qs(urlsplit(request.path).query)
+        if query.get("token"):
+            return query["token"][0]
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        return value.strip() if scheme.lower() == "bearer" else None
+
+    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = urlsplit(request.path).path
+        if path == "/healthz":
+            healthy = self.failure is None
+            body = {
+                "status": "ok" if healthy else "failed",
+                "streams": len(self.sessions),
+                "connections": len(self.connections),
+                "uptime_s": round(time.monotonic() - self.started, 1),
+            }
+            status = http.HTTPStatus.OK if healthy else http.HTTPStatus.SERVICE_UNAVAILABLE
+            return _respond(connection, status, json.dumps(body) + "\n", "application/json")
+        if path == "/metrics":
+            if not self.token_ok(self.request_token(request)):
+                return connection.respond(
+                    http.HTTPStatus.UNAUTHORIZED,
+                    "send the token: Authorization: Bearer TOKEN, or /metrics?token=TOKEN\n",
+                )
+            self._update_backlog()
+            body = self.metrics.exposition().decode()
+            return _respond(connection, http.HTTPStatus.OK, body, CONTENT_TYPE_LATEST)
+        if path != "/":
+            return connection.respond(
+                http.HTTPStatus.NOT_FOUND,
+                "not found: the websocket endpoint is /; also GET /healthz and /metrics\n",
+            )
+        return None  # the websocket handshake
+
+    # Events from the engine's thread
+
+    def _on_events(self, events: list[Event]) -> None:
+        now = time.monotonic()
+        for event in events:
+            session = self.sessions.get(event.stream)
+            arrived = session.clock.arrival(event.emitted_at) if session else None
+            if arrived is not None:
+                self.metrics.event_latency_s.observe(now - arrived)
+        self.hub.publish(events)
+
+    def _update_backlog(self) -> None:
+        backlog = max((s.stream.pending_samples for s in self.sessions.values()), default=0)
+        self.metrics.backlog_s.set(backlog / self.sample_rate)
+
+    # Streams
+
+    def new_stream_id(self) -> str:
+        while True:
+            stream_id = f"stream-{next(self._stream_numbers)}"
+            if stream_id not in self.sessions and stream_id not in self._opening:
+                return stream_id
+
+    async def open_stream(
+        self, stream_id: str, source: str, audio: str, owner: int | None, decoder=None
+    ) -> Session:
+        if stream_id in self.sessions or stream_id in self._opening:
+            raise ProtocolError(
+                "stream_in_use",
+                f"a stream named {stream_id!r} is open already; pick another id or leave "
+                "it out to get one",
+            )
+        self._opening.add(stream_id)
+        try:
+            stream = await self.runner.call(self.engine.open_stream, stream_id)
+        finally:
+            self._opening.discard(stream_id)
+        session = Session(stream, source, owner, self.runner, self.metrics, decoder)
+        self.sessions[stream_id] = session
+        self.metrics.streams.set(len(self.sessions))
+        self.hub.stream_started(StreamState(stream_id, source, audio, time.time()))
+        return session
+
+    async def open_websocket_stream(
+        self, stream_id: str | None, audio_format: AudioFormat, owner: int
+    ) -> Session:
+        if len(self.sessions) + len(self._opening) >= self.limits.max_streams:
+            raise ProtocolError(
+                "limit",
+                f"the daemon has {self.limits.max_streams} streams open, its limit; "
+                "try again later or raise --max-streams",
+            )
+        stream_id = check_stream_id(stream_id) if stream_id is not None else self.new_stream_id()
+        decoder = FrameDecoder(audio_format, self.sample_rate)
+        session = await self.open_stream(
+            stream_id, "websocket", audio_format.describe(), owner, decoder
+        )
+        log.info(
+            "stream %r started by client %d (%s -> %d Hz)",
+            stream_id,
+            owner,
+            audio_format.describe(),
+            self.sample_rate,
+        )
+        return session
+
+    async def end_stream(self, session: Session, reason: str) -> None:
+        """Process the rest of the stream's audio, publish its closing events, forget it."""
+        if session.closing:
+            return
+        session.closing = True
+        if session.decoder is not None:
+            await session.push(session.decoder.flush(), self.limits.max_backlog_s)
+        try:
+            await self.runner.call(self.runner.close_stream, session.id)
+        finally:
+            self.sessions.pop(session.id, None)
+            self.metrics.streams.set(len(self.sessions))
+            self.hub.stream_ended(session.id, session.audio_s, reason)
+        log.info("stream %r ended: %s (%.1f s of audio)", session.id, reason, session.audio_s)
+
+    async def _start_microphone(self) -> None:
+        mic = self.microphone
+        session = await self.open_stream(
+            self.mic_stream, "microphone", f"{mic.sample_rate} Hz float32 x{mic.channels}", None
+        )
+        mic.target_rate = self.sample_rate
+        mic.start(session.push_nowait)
+        log.info(
+            "stream %r started: microphone %s (-> %d Hz)",
+            self.mic_stream,
+            mic.describe(),
+            self.sample_rate,
+        )
+
+    # Profiles
+
+    async def in_store(self, fn, *args):
+        """Run a profile store operation in the store's own thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._store_thread, functools.partial(fn, *args))
+
+    def _read_profiles(self) -> tuple[dict, list[dict]]:
+        """(The engine's profiles, the list clients see); damaged files are logged, skipped."""
+        vectors, listing = {}, []
+        for name in self.store.names():
+            try:
+                profile = self.store.get(name)
+            except ProfileError as exc:
+                log.warning("skipping a profile: %s", exc)
+                continue
+            listing.append(profile_info(profile))
+            if profile.model == self.model:
+                vectors[profile.name] = profile.embedding
+        return vectors, listing
+
+    async def refresh_profiles(self) -> None:
+        """Reload the store; every stream's tracker gets the new profiles at once."""
+        vectors, listing = await self.in_store(self._read_profiles)
+        await self.runner.call(self.engine.set_profiles, vectors)
+        self.hub.set_profiles(listing)
+
+    async def rename_profile(self, old: str, new: str) -> None:
+        if old == new:
+            raise ProfileError(f"profile {old!r} has that name already")
+        await self.in_store(self.store.rename, old, new)
+        await self.refresh_profiles()
+        log.info("profile %r renamed to %r", old, new)
+
+    async def remove_profile(self, name: str) -> None:
+        await self.in_store(self.store.remove, name)
+        await self.refresh_profiles()
+        log.info("profile %r removed", name)
+
+    # Live enrollment and promotion
+
+    async def start_enroll(self, session: Session, enrollment: Enrollment) -> None:
+        """Collect the next ``enrollment.seconds`` of the stream; the requester gets
+        ``enroll_started``, ``enroll_progress`` and finally ``enroll_done``."""
+        if session.enrollment is not None:
+            raise ProtocolError(
+                "busy",
+                f"stream {session.id!r} is being enrolled as {session.enrollment.name!r} "
+                "already; wait for it or cancel it first",
+            )
+        session.enrollment = enrollment
+        try:
+            from ..enroll import check_model
+
+            await self.in_store(check_model, self.store, enrollment.name, self.model)
+            enrollment.start_s = await self.runner.call(
+                self.runner.start_enroll,
+                session.id,
+                session.audio_s,
+                enrollment.seconds,
+                functools.partial(self._enroll_progress, session, enrollment),
+                functools.partial(self._enroll_done, session, enrollment),
+            )
+        except BaseException:
+            session.enrollment = None
+            raise
+        enrollment.reply(
+            {
+                "type": "enroll_started",
+                "stream": session.id,
+                "name": enrollment.name,
+                "seconds": enrollment.seconds,
+                "start_s": round(enrollment.start_s, 3),
+            }
+        )
+        enrollment.started = True
+        log.info(
+            "enrolling %r from stream %r for %g s", enrollment.name, session.id, enrollment.seconds
+        )
+
+    def _enroll_progress(
+        self, session: Session, enrollment: Enrollment, progress: EnrollProgress
+    ) -> None:
+        if not enrollment.started or enrollment.finished:
+            return
+        enrollment.reply(
+            {
+                "type": "enroll_progress",
+                "stream": session.id,
+                "name": enrollment.name,
+                "recorded_s": round(progress.recorded_s, 2),
+                "seconds": enrollment.seconds,
+                "speech_s": round(progress.speech_s, 2),
+                "windows": progress.windows,
+                "level_dbfs": None
+                if progress.level_dbfs is None
+                else round(progress.level_dbfs, 1),
+            }
+        )
+
+    def _enroll_done(
+        self, session: Session, enrollment: Enrollment, collector: Collector, recorded_s: float
+    ) -> None:
+        enrollment.finished = True
+        if session.enrollment is enrollment:
+            session.enrollment = None
+        self.background(self._save_enrollment(session.id, enrollment, collector, recorded_s))
+
+    async def _save_enrollment(
+        self, stream_id: str, enrollment: Enrollment, collector: Collector, recorded_s: float
+    ) -> None:
+        label = f"stream {stream_id}"
+        done = {
+            "type": "enroll_done",
+            "stream": stream_id,
+            "name": enrollment.name,
+            "recorded_s": round(recorded_s, 2),
+        }
+        try:
+            report = await self.in_store(
+                enroll_collected,
+                self.store,
+                enrollment.name,
+                [(label, collector)],
+                self.model,
+                self.engine.embedder.spec.embedding_dim,
+                self.enroll_options,
+                enrollment.force,
+            )
+        except NoSpeechError as exc:
+            message = {"code": "no_voice", "message": str(exc)}
+            done.update(saved=False, speech_s=0.0, windows=0, feedback=[message], profile=None)
+        except StreamerError as exc:
+            enrollment.reply(error_message(exc, "profile"))
+            return
+        else:
+            done.update(report_info(report))
+            if report.profile is not None:
+                await self.refresh_profiles()
+        codes = ", ".join(f["code"] for f in done["feedback"])
+        outcome = "saved" if done["saved"] else "not saved"
+        log.info(
+            "enrollment of %r from stream %r %s: %.1f s of speech (%s)",
+            enrollment.name,
+            stream_id,
+            outcome,
+            done["speech_s"],
+            codes,
+        )
+        enrollment.reply(done)
+
+    async def cancel_enroll(self, session: Session) -> Enrollment:
+        enrollment = session.enrollment
+        if enrollment is None or enrollment.finished:
+            raise ProtocolError(
+                "not_enrolling", f"stream {session.id!r} is not being enrolled; nothing to cancel"
+            )
+        await self.runner.call(self.runner.cancel_enroll, session.id)
+        enrollment.finished = True
+        session.enrollment = None
+        log.info("enrollment of %r from stream %r cancelled", enrollment.name, session.id)
+        return enrollment
+
+    def _promote(self, stream_id: str, label: str, name: str):
+        """In the engine's thread: name an unknown voice of a stream, then reload profiles."""
+        report = self.engine.promote(stream_id, label, name, self.store)
+        self.engine.set_profiles(self._read_profiles()[0])
+        return report
+
+    async def promote(self, session: Session, label: str, name: str):
+        report = await self.runner.call(self._promote, session.id, label, name)
+        _, listing = await self.in_store(self._read_profiles)
+        self.hub.set_profiles(listing)
+        log.info("voice %r of stream %r promoted to profile %r", label, session.id, name)
+        return report
+
+    # Status
+
+    def status(self) -> dict:
+        streams = []
+        for session in self.sessions.values():
+            state = self.hub.streams.get(session.id)
+            speaker = state.speaker["label"] if state and state.speaker else None
+            in_speech = bool(state and state.in_speech)
+            streams.append({**session.status(), "in_speech": in_speech, "speaker": speaker})
+        mic = self.microphone
+        return {
+            "type": "status",
+            "version": _version(),
+            "protocol": PROTOCOL_VERSION,
+            "model": self.model,
+            "sample_rate": self.sample_rate,
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "connections": len(self.connections),
+            "subscribers": len(self.hub.subscribers),
+            "streams": streams,
+            "profiles": [p["name"] for p in self.hub.profiles if p["model"] == self.model],
+            "microphone": None
+            if mic is None
+            else {"stream": self.mic_stream, "device": mic.describe(), "overflows": mic.overflows},
+            "limits": self.limits.to_dict(),
+        }
+
+
+def error_message(exc: StreamerError, default_code: str = "error") -> dict:
+    """The ``error`` message for a :class:`StreamerError`."""
+    code = getattr(exc, "code", None) or ERROR_CODES.get(type(exc).__name__, default_code)
+    return {"type": "error", "code": code, "message": " ".join(str(exc).split())}
+
+
+ERROR_CODES = {
+    "AudioError": "audio",
+    "ProfileError": "profile",
+    "ModelError": "model",
+    "ConfigError": "config",
+    "NoSpeechError": "no_voice",
+}
+
+
+def _version() -> str:
+    try:
+        return metadata.version("streamer")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _respond(connection: ServerConnection, status, body: str, content_type: str) -> Response:
+    response = connection.respond(status, body)
+    del response.headers["Content-Type"]
+    response.headers["Content-Type"] = content_type
+    return response

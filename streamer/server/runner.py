@@ -1,0 +1,288 @@
+"""The engine's own thread: the one place where ``Engine`` runs, so the event loop never waits.
+
+The engine is synchronous and CPU-bound, and not thread-safe beyond ``Stream.push``.
+:class:`EngineRunner` owns it in one thread. The event loop
+
+- pushes audio into streams (``Stream.push`` is safe from any thread) and calls
+  :meth:`EngineRunner.wake` — a ``threading.Event``, no polling;
+- hands every other engine operation (open or close a stream, new profiles, live
+  enrollment, promote) to :meth:`EngineRunner.call`, which runs it in the thread
+  between two steps and resolves an asyncio future with its result.
+
+The thread sleeps until woken, then steps the engine while any stream has audio
+waiting. Each step takes the new audio of all streams at once, so their windows go to
+the encoder in one batch; audio that arrives during a step is taken by the next one.
+After each step the events go back to the loop with ``loop.call_soon_threadsafe``, in
+order, followed by a "stepped" signal that releases clients paused by backpressure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..enroll import Collector
+from ..events import Event
+from ..worker import Engine
+from .metrics import Metrics
+
+log = logging.getLogger("streamer.server")
+
+ENROLL_TAIL_S = 0.1
+"""Audio past an enrollment span to process before it is complete (its last windows and
+VAD chunk need a few ms beyond it)."""
+
+PROGRESS_EVERY_S = 0.5
+
+
+@dataclass
+class EnrollProgress:
+    """Where a live enrollment stands (sent to the client as ``enroll_progress``)."""
+
+    recorded_s: float
+    speech_s: float
+    windows: int
+    level_dbfs: float | None
+
+
+class EnrollTap:
+    """Stands in for a stream's tracker while the stream is enrolled.
+
+    Everything goes on to the stream's own tracker (events do not change), and a
+    :class:`~streamer.enroll.Collector` keeps the speech windows of ``[start_s, end_s]``.
+    """
+
+    def __init__(
+        self,
+        tracker,
+        start_s: float,
+        end_s: float,
+        on_progress: Callable[[EnrollProgress], None],
+        on_done: Callable[[Collector, float], None],
+    ) -> None:
+        self.tracker = tracker
+        self.collector = Collector(start_s, end_s)
+        self.start_s = start_s
+        self.end_s = end_s
+        self.on_progress = on_progress
+        self.on_done = on_done
+        self._reported_s = start_s
+
+    def gate(self, update, now_s: float) -> list[Event]:
+        self.collector.gate(update, now_s)
+        return self.tracker.gate(update, now_s)
+
+    def window(self, window, now_s: float) -> list[Event]:
+        self.collector.window(window, now_s)
+        return self.tracker.window(window, now_s)
+
+    def close(self, update, now_s: float) -> list[Event]:
+        self.collector.close(update, now_s)
+        return self.tracker.close(update, now_s)
+
+    def __getattr__(self, name: str):
+        return getattr(self.tracker, name)  # set_profiles, and whatever promote reads
+
+    def progress(self, now_s: float) -> EnrollProgress:
+        c = self.collector
+        return EnrollProgress(
+            recorded_s=max(0.0, min(now_s, self.end_s) - self.start_s),
+            speech_s=c.speech_until(min(now_s, self.end_s)),
+            windows=len(c.embeddings),
+            level_dbfs=c.level_dbfs,
+        )
+
+
+class EngineRunner:
+    """Runs ``engine`` in a thread of its own; see the module docstring."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        loop: asyncio.AbstractEventLoop,
+        on_events: Callable[[list[Event]], None],
+        on_failure: Callable[[BaseException], None],
+        metrics: Metrics,
+        batch_delay_s: float = 0.0,
+    ) -> None:
+        self.engine = engine
+        self.batch_delay_s = batch_delay_s
+        self._loop = loop
+        self._on_events = on_events
+        self._on_failure = on_failure
+        self._metrics = metrics
+        self._wake = threading.Event()
+        self._job_waiting = threading.Event()  # cuts a batching delay short
+        self._last_step = 0.0  # perf_counter() when the last step began
+        self._jobs: deque[tuple[Callable, tuple, asyncio.Future]] = deque()
+        self._taps: dict[str, EnrollTap] = {}
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="streamer-engine", daemon=True)
+        self.failure: BaseException | None = None
+        self.stepped = asyncio.Event()  # set (and replaced) after every step, on the loop
+
+    # The loop's side
+
+    def start(self) -> None:
+        self._thread.start()
+
+    async def stop(self) -> None:
+        """Finish the jobs already asked for, then end the thread."""
+        self._stopping = True
+        self._wake.set()
+        await asyncio.to_thread(self._thread.join)
+
+    def wake(self) -> None:
+        """New audio: step soon (safe from any thread)."""
+        self._wake.set()
+
+    def call(self, fn: Callable, *args) -> asyncio.Future:
+        """Run ``fn(*args)`` in the engine's thread between steps; a future of its result."""
+        future = self._loop.create_future()
+        if self.failure is not None:
+            future.set_exception(RuntimeError(f"the engine thread failed: {self.failure!r}"))
+            return future
+        self._jobs.append((fn, args, future))
+        self._job_waiting.set()
+        self._wake.set()
+        return future
+
+    async def until_stepped(self) -> None:
+        """Wait until the engine has next processed audio (a step, or a job)."""
+        await self.stepped.wait()
+
+    # Jobs for call() (they run in the engine's thread)
+
+    def close_stream(self, stream_id: str) -> list[Event]:
+        """Process what is left of the stream and close it; its events are published first."""
+        stream = self.engine.streams[stream_id]
+        events = self.engine.close_stream(stream_id)
+        self._publish(events)
+        self._finish_tap(stream_id, stream.time_s, cancelled=False)
+        return events
+
+    def start_enroll(
+        self,
+        stream_id: str,
+        start_s: float,
+        seconds: float,
+        on_progress: Callable[[EnrollProgress], None],
+        on_done: Callable[[Collector, float], None],
+    ) -> float:
+        """Collect ``seconds`` of the stream from ``start_s`` (or from where the worker is,
+        if it is past that); returns the actual start. ``on_progress`` and ``on_done`` are
+        called on the loop."""
+        stream = self.engine.streams[stream_id]
+        start_s = max(start_s, stream.time_s)
+        tap = EnrollTap(stream.tracker, start_s, start_s + seconds, on_progress, on_done)
+        stream.tracker = tap
+        self._taps[stream_id] = tap
+        return start_s
+
+    def cancel_enroll(self, stream_id: str) -> bool:
+        """Stop collecting; whether there was an enrollment to stop."""
+        return self._finish_tap(stream_id, self.engine.streams[stream_id].time_s, cancelled=True)
+
+    # The thread
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                self._run_jobs()
+                while self.engine.pending() and not self._stopping:
+                    self._gather()
+                    self._step()
+                    self._run_jobs()
+                if self._stopping and not self._jobs:
+                    return
+        except BaseException as exc:  # a bug in the engine: report it, stop stepping
+            self.failure = exc
+            log.exception("the engine thread failed")
+            self._loop.call_soon_threadsafe(self._fail, exc)
+
+    def _gather(self) -> None:
+        """With several streams, let ``batch_delay_s`` pass between step starts, so that
+        the audio of the streams arriving within it shares one step (one VAD batch, one
+        encoder batch, one pass of per-step overhead) instead of each frame of each stream
+        getting a step of its own. One stream steps at once. A job cuts the wait short."""
+        if len(self.engine.streams) < 2:
+            return
+        wait = self._last_step + self.batch_delay_s - time.perf_counter()
+        if wait > 0:
+            self._job_waiting.wait(wait)
+
+    def _run_jobs(self) -> None:
+        self._job_waiting.clear()
+        if not self._jobs:
+            return
+        while self._jobs:
+            fn, args, future = self._jobs.popleft()
+            try:
+                result = fn(*args)
+            except Exception as exc:
+                self._loop.call_soon_threadsafe(_settle, future, None, exc)
+            else:
+                self._loop.call_soon_threadsafe(_settle, future, result, None)
+        # A job may have processed audio (closing a stream drains every stream): clients
+        # paused by backpressure look again, or they could wait for a step that never comes.
+        self._loop.call_soon_threadsafe(self._stepped)
+
+    def _step(self) -> None:
+        started = self._last_step = time.perf_counter()
+        cpu = time.thread_time()
+        events = self.engine.step()
+        self._metrics.step_s.observe(time.perf_counter() - started)
+        self._metrics.engine_cpu_s.inc(time.thread_time() - cpu)
+        self._publish(events)
+        for stream_id, tap in list(self._taps.items()):
+            stream = self.engine.streams[stream_id]
+            if stream.time_s >= tap.end_s + ENROLL_TAIL_S:
+                self._finish_tap(stream_id, stream.time_s, cancelled=False)
+            elif stream.time_s - tap._reported_s >= PROGRESS_EVERY_S:
+                tap._reported_s = stream.time_s
+                self._loop.call_soon_threadsafe(tap.on_progress, tap.progress(stream.time_s))
+        self._loop.call_soon_threadsafe(self._stepped)
+
+    def _publish(self, events: list[Event]) -> None:
+        if events:
+            self._loop.call_soon_threadsafe(self._on_events, events)
+
+    def _finish_tap(self, stream_id: str, now_s: float, cancelled: bool) -> bool:
+        """Give the stream its tracker back and, unless cancelled, hand over what was collected."""
+        tap = self._taps.pop(stream_id, None)
+        if tap is None:
+            return False
+        stream = self.engine.streams.get(stream_id)
+        if stream is not None:
+            stream.tracker = tap.tracker
+        if not cancelled:
+            recorded_s = tap.progress(now_s).recorded_s
+            tap.collector.finish(min(now_s, tap.end_s))
+            self._loop.call_soon_threadsafe(tap.on_done, tap.collector, recorded_s)
+        return True
+
+    # Back on the loop
+
+    def _stepped(self) -> None:
+        stepped, self.stepped = self.stepped, asyncio.Event()
+        stepped.set()
+
+    def _fail(self, exc: BaseException) -> None:
+        self._stepped()
+        self._on_failure(exc)
+
+
+def _settle(future: asyncio.Future, result, exc: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
