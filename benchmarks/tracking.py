@@ -25,7 +25,7 @@ from rich.table import Table
 
 from streamer.enroll import collect
 from streamer.events import Event
-from streamer.pipeline import PipelineOptions, build_engine, track_chunks
+from streamer.pipeline import FILE_BATCH_S, PipelineOptions, build_engine, track_chunks
 from streamer.scoring import (
     ChangeScores,
     DerScores,
@@ -35,6 +35,7 @@ from streamer.scoring import (
     identity_scores,
 )
 from streamer.simulate import SimulationOptions, simulate_from_folder
+from streamer.worker import WorkerOptions
 
 
 def chunks(audio: np.ndarray, size: int):
@@ -92,7 +93,8 @@ def main(argv=None) -> int:
         duration_s=args.duration_s,
         seed=args.seed,
     )
-    engine = build_engine(PipelineOptions())
+    # As `streamer track` runs a file: the worker takes 4 s of audio per step.
+    engine = build_engine(PipelineOptions(worker=WorkerOptions(step_s=FILE_BATCH_S)))
     identity, ders, changes = [], [], []
     audio_s = cpu_fast_s = 0.0
     for index in track(range(args.count), description="conversations", transient=True):

@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from ..audio import open_audio
-    from ..pipeline import track_file
+    from ..pipeline import FILE_BATCH_S, track_file
     from ..sinks.console import ConsoleSink
     from ..sinks.jsonl import JsonlSink
     from ..sinks.rttm import RttmSink
@@ -205,7 +205,8 @@ def run(args: argparse.Namespace) -> int:
             jsonl = stack.enter_context(JsonlSink(args.jsonl))
             sinks.append(jsonl)
         loading = time.perf_counter()
-        engine = load_engine(args, store, worker=WorkerOptions(hop_s=args.hop_s))
+        worker = WorkerOptions(hop_s=args.hop_s, step_s=FILE_BATCH_S)
+        engine = load_engine(args, store, worker=worker)
         load_s = time.perf_counter() - loading
         for warning in warnings:  # once nothing can fail before the audio is processed
             print(f"streamer: warning: {warning}", file=sys.stderr)
