@@ -168,11 +168,6 @@ class Tracker:
         self._onsets: list[float] = []  # recent voice onsets, where changes snap to
         self._last_vector: np.ndarray | None = None  # the last closed segment's voice
 
-    @property
-    def label(self) -> str | None:
-        """The open segment's label (``None`` when silent or undecided)."""
-        return self.segment.label if self.segment else None
-
     def set_profiles(self, profiles: dict[str, np.ndarray]) -> None:
         self.profiles = dict(profiles)
         self._refresh()

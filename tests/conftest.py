@@ -63,6 +63,19 @@ def voice_profiles(make_engine) -> dict[str, np.ndarray]:
     return profiles
 
 
+def label_share(events, start: float, end: float) -> dict[str, float]:
+    """Seconds of ``[start, end]`` covered by each label's segments (events as objects or
+    as their JSON dicts)."""
+    shares: dict[str, float] = {}
+    for e in events:
+        e = e if isinstance(e, dict) else e.to_dict()
+        if e["type"] == "segment":
+            overlap = min(end, e["end_s"]) - max(start, e["start_s"])
+            if overlap > 0:
+                shares[e["label"]] = shares.get(e["label"], 0.0) + overlap
+    return shares
+
+
 def run_stream(engine: Engine, audio: np.ndarray, chunk: int = 320, step_every: int = 1):
     """Push ``audio`` in ``chunk``-sample pieces, stepping every ``step_every`` pushes."""
     stream = engine.open_stream("test")

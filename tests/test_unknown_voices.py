@@ -5,7 +5,7 @@ import pytest
 
 from streamer.profiles import ProfileStore
 from streamer.synth import conversation
-from tests.conftest import run_stream
+from tests.conftest import label_share, run_stream
 
 # Nobody enrolled; carol returns after two others spoke, alice after a long silence.
 TURNS = [
@@ -35,12 +35,7 @@ def events(make_engine, convo):
 
 
 def majority(events, start, end):
-    shares = {}
-    for e in events:
-        if e.type == "segment":
-            overlap = min(end, e.end_s) - max(start, e.start_s)
-            if overlap > 0:
-                shares[e.label] = shares.get(e.label, 0.0) + overlap
+    shares = label_share(events, start, end)
     return max(shares, key=shares.get), shares
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from streamer.synth import conversation
-from tests.conftest import ENROLLED, run_stream
+from tests.conftest import ENROLLED, label_share, run_stream
 
 TURNS = [
     ("alice", 4.0),
@@ -30,17 +30,6 @@ def enrolled(voice_profiles):
 @pytest.fixture(scope="module")
 def events(make_engine, enrolled, convo):
     return run_stream(make_engine(enrolled), convo[0])
-
-
-def label_share(events, start, end):
-    """Seconds of [start, end] covered by each segment label."""
-    shares = {}
-    for e in events:
-        if e.type == "segment":
-            overlap = min(end, e.end_s) - max(start, e.start_s)
-            if overlap > 0:
-                shares[e.label] = shares.get(e.label, 0.0) + overlap
-    return shares
 
 
 def test_enrolled_speakers_are_named_through_turns(events, convo):

@@ -179,14 +179,3 @@ def reference(make_engine, store: ProfileStore, audio: np.ndarray, stream: str) 
 
     engine = make_engine({p.name: p.embedding for p in store.all()})
     return [dict(e.to_dict(), stream=stream) for e in run_stream(engine, audio)]
-
-
-def label_share(events: list[dict], start: float, end: float) -> dict[str, float]:
-    """Seconds of ``[start, end]`` covered by each label's segments."""
-    shares: dict[str, float] = {}
-    for e in events:
-        if e["type"] == "segment":
-            overlap = min(end, e["end_s"]) - max(start, e["start_s"])
-            if overlap > 0:
-                shares[e["label"]] = shares.get(e["label"], 0.0) + overlap
-    return shares

@@ -11,7 +11,8 @@ from streamer.enroll import FEEDBACK, EnrollmentReport, Feedback
 from streamer.errors import ProfileError
 from streamer.profiles import Profile
 from streamer.synth import conversation, speech
-from tests.server.conftest import SR, Client, daemon, label_share, run
+from tests.conftest import label_share
+from tests.server.conftest import SR, Client, daemon, run
 
 
 def test_live_enrollment_then_identification_on_another_stream(make_engine, store_of):

@@ -8,12 +8,12 @@ import numpy as np
 
 from streamer.synth import conversation
 from streamer.worker import WorkerOptions
+from tests.conftest import label_share
 from tests.server.conftest import (
     SR,
     Client,
     daemon,
     http_get,
-    label_share,
     metric,
     reference,
     run,
