@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from .errors import ConfigError
 from .events import Event
@@ -33,8 +34,9 @@ class PipelineOptions:
         backend: ``auto`` (MLX on Apple Silicon when installed, else torch), ``torch``
             or ``mlx``.
         device: torch device for the encoder (``cpu``, ``cuda``, ``mps``; ``None``: cpu).
-        threads: torch CPU threads; one is fastest per window on small machines —
-            batch windows across streams instead of adding threads.
+        threads: CPU threads for torch and for numpy's BLAS and OpenMP pools (process-wide);
+            one is fastest per window on small machines — batch windows across streams
+            instead of adding threads.
     """
 
     model: str = "ge2e"
@@ -57,7 +59,7 @@ def build_engine(options: PipelineOptions, store: ProfileStore | None = None) ->
     profiles = {}
     if store is not None:
         profiles = {p.name: p.embedding for p in store.for_model(spec.name)}
-    return Engine(
+    engine = Engine(
         embedder,
         SileroVAD(),
         options=options.worker,
@@ -65,6 +67,11 @@ def build_engine(options: PipelineOptions, store: ProfileStore | None = None) ->
         tracker_options=options.tracker,
         profiles=profiles,
     )
+    # Once every library is loaded: numpy's and scipy's BLAS pools would otherwise keep
+    # their threads spinning between the small per-hop products (the mel filterbank),
+    # a second core busy for nothing.
+    threadpool_limits(options.threads)
+    return engine
 
 
 def track_chunks(

@@ -139,7 +139,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=1,
         metavar="N",
-        help="torch CPU threads (default: 1)",
+        help="CPU threads for torch and numpy (default: 1)",
     )
 
 
