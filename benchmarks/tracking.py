@@ -6,8 +6,11 @@ Builds ``--count`` deterministic conversations from a folder of single-speaker
 recordings (``streamer.simulate``), enrolls each enrolled speaker from audio not used in
 its conversation, streams the conversation through the same pipeline as ``streamer
 track`` (20 ms chunks) and prints a table of identity, diarization, change and speed
-figures. DER uses pyannote.metrics with ``collar=0.25`` (pyannote's convention: the
-collar is the total width, ±0.125 s around each reference boundary).
+figures. Identity and DER score the result ``streamer track --rttm`` writes (a speaker's
+segments joined across pauses of up to ``MERGE_GAP_S``); ``identity_accuracy_live``
+scores the segment events as they are. DER uses pyannote.metrics with ``collar=0.25``
+(pyannote's convention: the collar is the total width, ±0.125 s around each reference
+boundary).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from streamer.scoring import (
     identity_scores,
 )
 from streamer.simulate import SimulationOptions, simulate_from_folder
+from streamer.sinks.rttm import MERGE_GAP_S, merge_gaps
 from streamer.worker import WorkerOptions
 
 
@@ -95,16 +99,18 @@ def main(argv=None) -> int:
     )
     # As `streamer track` runs a file: the worker takes 4 s of audio per step.
     engine = build_engine(PipelineOptions(worker=WorkerOptions(step_s=FILE_BATCH_S)))
-    identity, ders, changes = [], [], []
+    identity, live, ders, changes = [], [], [], []
     audio_s = cpu_fast_s = 0.0
     for index in track(range(args.count), description="conversations", transient=True):
         conversation = simulate_from_folder(args.data, options, index)
         events, cpu_s = run_conversation(engine, conversation, realtime_batching=False)
         audio_s += conversation.duration_s
         cpu_fast_s += cpu_s
-        hypothesis = [(e.start_s, e.end_s, e.label) for e in events if e.type == "segment"]
-        reference = list(conversation.turns)
-        identity.append(identity_scores(reference, hypothesis, set(conversation.enrollment)))
+        segments = [(e.start_s, e.end_s, e.label) for e in events if e.type == "segment"]
+        hypothesis = merge_gaps(segments, MERGE_GAP_S)
+        reference, enrolled = list(conversation.turns), set(conversation.enrollment)
+        identity.append(identity_scores(reference, hypothesis, enrolled))
+        live.append(identity_scores(reference, segments, enrolled))
         ders.append(der(reference, hypothesis, collar_s=0.25))
         predicted = [(e.start_s, e.emitted_at) for e in events if e.type == "change"]
         changes.append(change_scores(reference, predicted, tolerance_s=0.5))
@@ -120,6 +126,7 @@ def main(argv=None) -> int:
         "conversations": args.count,
         "audio_s": round(audio_s, 1),
         "identity_accuracy": ident.accuracy,
+        "identity_accuracy_live": IdentityScores.combine(live).accuracy,
         "wrong_name": ident.wrong_name,
         "unknown": ident.unknown,
         "missed": ident.missed,

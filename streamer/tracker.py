@@ -76,8 +76,8 @@ class TrackerOptions:
             voice: the younger label is folded into the older one.
     """
 
-    accept_score: float = 0.75
-    reject_score: float = 0.66
+    accept_score: float = 0.74
+    reject_score: float = 0.64
     max_undecided: int = 4
     margin: float = 0.03
     short_window_s: float = 0.6
@@ -87,12 +87,12 @@ class TrackerOptions:
     new_voice_score: float = 0.55
     short_new_voice_score: float = 0.45
     window_accept_score: float = 0.75
-    same_score: float = 0.8
+    same_score: float = 0.76
     reference_windows: int = 5
     min_region_s: float = 0.6
     confirm_windows: int = 2
-    change_lag_s: float = 1.1
-    snap_s: float = 0.7
+    change_lag_s: float = 1.0
+    snap_s: float = 0.8
     window_s: float = 1.6
     hop_s: float = 0.2
     # Unknown voices

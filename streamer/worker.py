@@ -9,7 +9,9 @@ cheap, safe to call from an I/O thread). :meth:`Engine.step` then, for every str
 3. cuts a window every ``hop_s`` over the stored frames, plus short "onset" windows that
    start where the voice resumes after a pause (0.6 s, 0.7 s, ... long) so a new voice is
    recognised before a full window of it exists; embeds the windows that are mostly
-   speech — all streams' windows in one encoder batch per window length;
+   speech — all streams' windows in one encoder batch per window length. A recurrent
+   encoder reads each onset's frames once: its longer onset windows resume from the
+   state where the shorter ones ended;
 4. hands gate updates and windows to the stream's tracker in audio-time order.
 
 Every observation carries the stream time at which its inputs were complete, so events
@@ -49,7 +51,7 @@ class WorkerOptions:
         step_s: most seconds of a stream's audio one step takes (keeps steps fair and short).
         onset_windows_s: lengths of the windows cut from each voice onset (the first
             voiced chunk after a pause); an empty tuple turns them off. Each is cut once
-            its audio is in.
+            its audio is in; with a recurrent encoder the lengths cost only a readout each.
     """
 
     hop_s: float | None = None
@@ -57,7 +59,7 @@ class WorkerOptions:
     buffer_s: float = 30.0
     max_batch: int = 32
     step_s: float = 1.0
-    onset_windows_s: tuple[float, ...] = (0.6, 0.7, 0.8, 1.0, 1.2)
+    onset_windows_s: tuple[float, ...] = (0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 1.0, 1.1, 1.2)
 
 
 @dataclass
@@ -77,6 +79,17 @@ class Window:
     @property
     def length_s(self) -> float:
         return self.end_s - self.start_s
+
+
+@dataclass
+class _Onset:
+    """A voice onset and the onset windows cut from it so far."""
+
+    first: int  # its first frame
+    cut: int = 0  # onset windows cut
+    run: int = 0  # frames a recurrent encoder has read from it
+    state: np.ndarray | None = None  # the encoder's state after those frames
+    level_dbfs: float = 0.0  # the level all its windows are normalised with
 
 
 @dataclass(order=True)
@@ -116,7 +129,7 @@ class Stream:
         self.vad_chunks = 0
         self.gate = SpeechGate(engine.gate_options, CHUNK_SAMPLES / self._vad_rate)
         self.next_window = 0  # first frame of the next window
-        self.onsets: list[list[int]] = []  # [first frame, onset windows cut] per voice onset
+        self.onsets: list[_Onset] = []
         self._voiced_since: int | None = None  # first chunk of the current voiced run
         self._onset_chunks = max(
             1, round(engine.gate_options.min_speech_s * self._vad_rate / CHUNK_SAMPLES)
@@ -198,7 +211,7 @@ class Stream:
             if self._voiced_since is not None and k - self._voiced_since + 1 == self._onset_chunks:
                 # The voice resumed and held long enough not to be a blip: an onset.
                 first_sample = self._model_samples(self._voiced_since * CHUNK_SAMPLES)
-                self.onsets.append([-(-first_sample // self._hop), 0])
+                self.onsets.append(_Onset(-(-first_sample // self._hop)))
             end_s = (k + 1) * chunk_s
             if update.started_at_s is not None or update.ended is not None:
                 self._observe(end_s, 0, update)
@@ -260,6 +273,12 @@ class Engine:
             (self.options.max_batch, spec.window_frames, spec.frontend().n_features), np.float32
         )
         self._filled = 0  # windows waiting in the batch buffer
+        # Onset windows of a recurrent encoder: one pass per onset, resumed as audio comes.
+        self._onset_jobs: list[tuple[Stream, _Onset, list[Window]]] = []
+        longest = max(self.onset_frames, default=0)
+        self._onset_buffer = np.zeros(
+            self.options.max_batch * longest * spec.frontend().n_features, np.float32
+        )
         self.windows_embedded = 0
 
     # Streams
@@ -342,6 +361,7 @@ class Engine:
         for stream in active:
             self._cut_windows(stream, windows)
         self._embed(windows)
+        self._embed_onsets()
         events: list[Event] = []
         for stream in active:
             events += self._feed_tracker(stream)
@@ -368,16 +388,25 @@ class Engine:
             stream.next_window += self.hop_frames
             self._cut(stream, first, size, False, out)
         # Onset windows: every length from every onset, as soon as its audio is in.
+        recurrent = self.embedder.spec.recurrent
         for onset in stream.onsets:
-            first, done = onset
-            while done < len(self.onset_frames) and first + self.onset_frames[done] <= available:
-                self._cut(stream, first, self.onset_frames[done], True, out)
-                done += 1
-            onset[1] = done
-        stream.onsets = [o for o in stream.onsets if o[1] < len(self.onset_frames)]
+            cut = []
+            while (
+                onset.cut < len(self.onset_frames)
+                and onset.first + self.onset_frames[onset.cut] <= available
+            ):
+                size = self.onset_frames[onset.cut]
+                cut.append(self._cut(stream, onset.first, size, True, out, queue=not recurrent))
+                onset.cut += 1
+            if cut and recurrent:
+                self._onset_jobs.append((stream, onset, cut))
+        stream.onsets = [o for o in stream.onsets if o.cut < len(self.onset_frames)]
 
-    def _cut(self, stream: Stream, first: int, size: int, onset: bool, out) -> None:
-        """Cut the window of ``size`` frames from ``first``; queue it for embedding."""
+    def _cut(
+        self, stream: Stream, first: int, size: int, onset: bool, out, queue: bool = True
+    ) -> Window:
+        """Cut the window of ``size`` frames from ``first``; queue it for embedding unless
+        ``queue`` is false (the caller embeds it)."""
         spec = self.embedder.spec
         voiced = stream.voiced.read(first, first + size)
         ratio = float(voiced.mean())
@@ -397,7 +426,7 @@ class Engine:
         vad_need = stream._model_samples((chunk + 1) * CHUNK_SAMPLES)
         ready_s = max(frame_need, vad_need) / spec.sample_rate
         slot = -1
-        if ratio >= self.options.min_speech_ratio:
+        if queue and ratio >= self.options.min_speech_ratio:
             if self._filled == self.options.max_batch:
                 self._embed(out)
             slot = self._filled
@@ -405,6 +434,7 @@ class Engine:
             stream.frames.read(first, first + size, out=self._batch[slot, :size])
         out.append((stream, window, slot))
         stream._observe(ready_s, 1, window)
+        return window
 
     def _embed(self, windows: list[tuple[Stream, Window, int]]) -> None:
         """Embed the batch filled so far (one encoder call per window length)."""
@@ -429,6 +459,38 @@ class Engine:
                 window.embedding = vector
         self.windows_embedded += len(todo)
         self._filled = 0
+
+    def _embed_onsets(self) -> None:
+        """Embed the onset windows just cut with a recurrent encoder: each onset's frames
+        are read once, the state carried over to its next, longer windows. Onsets with
+        the same frames done and lengths due share one encoder call."""
+        jobs, self._onset_jobs = self._onset_jobs, []
+        frame_s = self.embedder.spec.frame_s
+        groups: dict[tuple[int, tuple[int, ...]], list] = {}
+        for stream, onset, windows in jobs:
+            if onset.run == 0:
+                onset.level_dbfs = windows[0].level_dbfs
+            ends = tuple(round(w.length_s / frame_s) - onset.run for w in windows)
+            groups.setdefault((onset.run, ends), []).append((stream, onset, windows))
+        n_features = self._batch.shape[2]
+        for (run, ends), group in groups.items():
+            for at in range(0, len(group), self.options.max_batch):
+                part = group[at : at + self.options.max_batch]
+                size = ends[-1]
+                frames = self._onset_buffer[: len(part) * size * n_features]
+                frames = frames.reshape(len(part), size, n_features)
+                for row, (stream, onset, _) in enumerate(part):
+                    start = onset.first + run
+                    stream.frames.read(start, start + size, out=frames[row])
+                states = None if run == 0 else np.stack([o.state for _, o, _ in part])
+                levels = np.array([o.level_dbfs for _, o, _ in part])
+                vectors, states = self.embedder.resume(frames, states, list(ends), levels)
+                for row, (_, onset, windows) in enumerate(part):
+                    onset.state, onset.run = states[row], run + size
+                    for window, vector in zip(windows, vectors[row], strict=True):
+                        if window.speech_ratio >= self.options.min_speech_ratio:
+                            window.embedding = vector
+                            self.windows_embedded += 1
 
     def _feed_tracker(self, stream: Stream) -> list[Event]:
         events: list[Event] = []

@@ -115,3 +115,45 @@ def test_silence_and_noise_give_no_identity(make_engine, enrolled):
         audio[i : i + 40] += 0.8
     events = run_stream(make_engine(enrolled), audio)
     assert not [e for e in events if e.type in ("speaker", "segment", "change")]
+
+
+@pytest.mark.parametrize("step_every", [1, 200], ids=["realtime", "4s-steps"])
+def test_onset_windows_resume_one_pass_per_onset(make_engine, convo, monkeypatch, step_every):
+    """Each onset's frames go through the encoder once; its windows equal the same frames
+    embedded alone, all at the level of its first window."""
+    engine = make_engine()
+    embedder, spec = engine.embedder, engine.embedder.spec
+    assert spec.recurrent
+    fed = []
+    resume = embedder.resume
+
+    def spy(frames, states, readouts, levels):
+        fed.append(frames.shape[0] * frames.shape[1])
+        return resume(frames, states, readouts, levels)
+
+    monkeypatch.setattr(embedder, "resume", spy)
+    stream = engine.open_stream("test")
+    windows = []
+    feed = stream.tracker.window
+    stream.tracker.window = lambda w, now: (windows.append(w), feed(w, now))[1]
+    audio = convo[0]
+    for i, start in enumerate(range(0, len(audio), 320)):
+        stream.push(audio[start : start + 320])
+        if (i + 1) % step_every == 0:
+            engine.step()
+    engine.close_stream("test")
+
+    onsets = [w for w in windows if w.onset and w.embedding is not None]
+    starts = sorted({w.start_s for w in onsets})
+    assert len(starts) >= 6
+    assert sum(fed) <= len(starts) * engine.onset_frames[-1]  # not once per window length
+    frames = spec.frontend().push(audio)
+    level = {}
+    for w in sorted(windows, key=lambda w: w.length_s):
+        if w.onset:
+            level.setdefault(w.start_s, w.level_dbfs)
+    for w in onsets:
+        first, size = round(w.start_s / spec.frame_s), round(w.length_s / spec.frame_s)
+        window = frames[None, first : first + size].copy()
+        alone = embedder.embed(window, np.array([level[w.start_s]]))
+        assert np.abs(alone[0] - w.embedding).max() <= 1e-5

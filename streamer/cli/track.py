@@ -12,11 +12,13 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..events import UNKNOWN, Event
 from ..profiles import ProfileStore, check_name
+from ..sinks.rttm import MERGE_GAP_S
 from . import (
     add_model_options,
     add_profiles_option,
     check_readable,
     load_engine,
+    non_negative_float,
     positive_float,
 )
 
@@ -42,6 +44,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--rttm", type=Path, metavar="OUT.rttm", help="write the segments as RTTM at the end"
+    )
+    parser.add_argument(
+        "--merge-gap-s",
+        type=non_negative_float,
+        default=MERGE_GAP_S,
+        metavar="S",
+        help="in the RTTM, join a speaker's segments at most S seconds apart, as reference "
+        f"turns run through short pauses (default: {MERGE_GAP_S}; 0: keep every pause)",
     )
     parser.add_argument(
         "--jsonl",
@@ -199,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
         sinks = []
         # The RTTM sink only makes a temporary file, removed if the JSONL path fails.
         if args.rttm:
-            rttm = stack.enter_context(RttmSink(args.rttm, stream_id))
+            rttm = stack.enter_context(RttmSink(args.rttm, stream_id, args.merge_gap_s))
             sinks.append(rttm)
         if args.jsonl:
             jsonl = stack.enter_context(JsonlSink(args.jsonl))

@@ -29,10 +29,14 @@ class ModelSpec:
         load: builds the torch encoder; takes an optional weights path.
         to_mlx: given the loaded torch encoder, its MLX twin (weights converted once): a
             callable from ``(batch, frames, features)`` float32 to ``(batch, dim)`` unit
-            vectors; ``None`` when the model has no MLX version.
+            vectors (with ``resume`` for recurrent models); ``None`` when the model has no
+            MLX version.
         untrained: builds the torch encoder with random weights (tests, benchmarks).
         target_level_dbfs: windows are scaled to this RMS level before encoding, or
             left alone when ``None`` (only for linear power or magnitude features).
+        recurrent: the encoder reads frames in order and its embedding is a readout of
+            its state (``resume`` and ``readout`` on the torch module and the MLX twin), so
+            windows that share a start share one pass: see :meth:`Embedder.resume`.
     """
 
     name: str
@@ -48,6 +52,7 @@ class ModelSpec:
     target_level_dbfs: float | None = None
     level_power: float = 2.0
     """How features scale with amplitude: 2 for power spectra, 1 for magnitudes."""
+    recurrent: bool = False
 
     @property
     def frame_s(self) -> float:
@@ -75,6 +80,7 @@ def _ge2e() -> ModelSpec:
         to_mlx=ge2e_to_mlx,
         untrained=GE2EEncoder,
         target_level_dbfs=-30.0,
+        recurrent=True,
     )
 
 
@@ -101,6 +107,7 @@ def _rf5_gru() -> ModelSpec:
         load=load_rf5_gru,
         to_mlx=rf5_gru_to_mlx,
         untrained=RF5GRUEncoder,
+        recurrent=True,
     )
 
 
@@ -186,11 +193,42 @@ class Embedder:
         ``levels_dbfs`` (the RMS level of each window's audio) lets the model's level
         normalisation apply; the features are scaled in place.
         """
-        if self.spec.target_level_dbfs is not None and levels_dbfs is not None:
-            gain_db = self.spec.target_level_dbfs - levels_dbfs
-            scale = 10.0 ** (gain_db * self.spec.level_power / 20.0)
-            windows *= scale.astype(np.float32)[:, None, None]
+        self._normalise(windows, levels_dbfs)
         if self.backend == "mlx":
             return self._mlx(windows)
         x = torch.from_numpy(windows).to(self.device)
         return self.module(x).float().cpu().numpy()
+
+    @torch.inference_mode()
+    def resume(
+        self,
+        frames: np.ndarray,
+        states: np.ndarray | None,
+        readouts: list[int],
+        levels_dbfs: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Feed a recurrent encoder ``(batch, frames, features)`` more frames from
+        ``states`` (``(batch, state size)`` from the previous call, ``None``: the start).
+
+        Returns the embeddings after each of ``readouts`` frames of this call,
+        ``(batch, len(readouts), dim)``, exactly those of windows ending there, and the
+        states to carry on from. Pass the same ``levels_dbfs`` on every call of a run.
+        """
+        if not self.spec.recurrent:
+            raise ConfigError(f"model {self.spec.name} is not recurrent; it cannot resume")
+        self._normalise(frames, levels_dbfs)
+        if self.backend == "mlx":
+            return self._mlx.resume(frames, states, readouts)
+        x = torch.from_numpy(frames).to(self.device)
+        state = None if states is None else torch.from_numpy(states).to(self.device)
+        outputs, state = self.module.resume(x, state)
+        index = torch.tensor([r - 1 for r in readouts], device=outputs.device)
+        vectors = self.module.readout(outputs[:, index])
+        return vectors.float().cpu().numpy(), state.float().cpu().numpy()
+
+    def _normalise(self, windows: np.ndarray, levels_dbfs: np.ndarray | None) -> None:
+        """Scale features in place to the model's target level."""
+        if self.spec.target_level_dbfs is not None and levels_dbfs is not None:
+            gain_db = self.spec.target_level_dbfs - levels_dbfs
+            scale = 10.0 ** (gain_db * self.spec.level_power / 20.0)
+            windows *= scale.astype(np.float32)[:, None, None]

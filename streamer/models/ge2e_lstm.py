@@ -10,7 +10,6 @@ the MLX twin from the loaded module.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +36,24 @@ class GE2EEncoder(nn.Module):
 
     def forward(self, mels: torch.Tensor) -> torch.Tensor:
         _, (hidden, _) = self.lstm(mels)
-        raw = torch.relu(self.linear(hidden[-1]))
-        return raw / torch.linalg.vector_norm(raw, dim=1, keepdim=True).clamp_min(1e-12)
+        return self.readout(hidden[-1])
+
+    def resume(
+        self, mels: torch.Tensor, state: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run on from ``state`` (``(batch, 2 * 3 * 256)``, ``None``: the start): the last
+        layer's output at every frame, and the state after the last frame."""
+        hc = None
+        if state is not None:
+            h, c = state.view(-1, 2, LAYERS, HIDDEN).permute(1, 2, 0, 3).contiguous()
+            hc = (h, c)
+        outputs, (h, c) = self.lstm(mels, hc)
+        return outputs, torch.stack((h, c)).permute(2, 0, 1, 3).reshape(len(mels), -1)
+
+    def readout(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Last-layer outputs ``(..., 256)`` -> unit-length embeddings."""
+        raw = torch.relu(self.linear(outputs))
+        return raw / torch.linalg.vector_norm(raw, dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 def default_weights_path() -> Path:
@@ -60,15 +75,44 @@ def load_ge2e(path: str | Path | None = None) -> GE2EEncoder:
     return load_state(GE2EEncoder(), state, path, "GE2E")
 
 
-def ge2e_to_mlx(module: GE2EEncoder) -> Callable[[np.ndarray], np.ndarray]:
-    """The MLX twin of ``module``: ``(batch, frames, 40)`` -> ``(batch, 256)`` unit vectors."""
-    mx = import_mlx()
-    layers, linear = mlx_lstm(module.lstm), mlx_linear(module.linear)
+class GE2EMLX:
+    """The MLX twin of a :class:`GE2EEncoder` (weights converted once): call it with
+    ``(batch, frames, 40)`` for ``(batch, 256)`` unit vectors; :meth:`resume` as the torch
+    module's, on numpy arrays."""
 
-    def embed(mels: np.ndarray) -> np.ndarray:
-        x = mx.array(mels)
-        for layer in layers:
+    def __init__(self, module: GE2EEncoder) -> None:
+        self.mx = import_mlx()
+        self.layers, self.linear = mlx_lstm(module.lstm), mlx_linear(module.linear)
+
+    def __call__(self, mels: np.ndarray) -> np.ndarray:
+        x = self.mx.array(mels)
+        for layer in self.layers:
             x, _ = layer(x)
-        return mlx_unit_numpy(mx.maximum(linear(x[:, -1]), 0.0))
+        return mlx_unit_numpy(self.mx.maximum(self.linear(x[:, -1]), 0.0))
 
-    return embed
+    def resume(
+        self, mels: np.ndarray, state: np.ndarray | None, readouts: list[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings after each of ``readouts`` frames ``(batch, len(readouts), 256)``, and
+        the state after the last frame (the torch module's layout)."""
+        mx = self.mx
+        x = mx.array(mels)
+        previous = None if state is None else mx.array(state).reshape(-1, 2, LAYERS, HIDDEN)
+        ends = []
+        for i, layer in enumerate(self.layers):
+            if previous is None:
+                x, cell = layer(x)
+            else:
+                x, cell = layer(x, hidden=previous[:, 0, i], cell=previous[:, 1, i])
+            ends.append((x[:, -1], cell[:, -1]))
+        h = mx.stack([end[0] for end in ends], axis=1)
+        c = mx.stack([end[1] for end in ends], axis=1)
+        raw = mx.maximum(self.linear(x[:, [r - 1 for r in readouts]]), 0.0)
+        raw = raw / mx.maximum(mx.linalg.norm(raw, axis=-1, keepdims=True), 1e-12)
+        new_state = mx.stack([h, c], axis=1).reshape(len(mels), -1)
+        return np.array(raw, dtype=np.float32), np.array(new_state, dtype=np.float32)
+
+
+def ge2e_to_mlx(module: GE2EEncoder) -> GE2EMLX:
+    """The MLX twin of ``module``."""
+    return GE2EMLX(module)

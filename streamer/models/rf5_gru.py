@@ -17,7 +17,6 @@ be downloaded here, so ``--weights PATH`` to that file is required.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -57,10 +56,23 @@ class RF5GRUEncoder(nn.Module):
         self.model = GRUStack()
 
     def forward(self, log_mels: torch.Tensor) -> torch.Tensor:
+        outputs, _ = self.resume(log_mels, None)
+        return self.readout(outputs[:, -1])
+
+    def resume(
+        self, log_mels: torch.Tensor, state: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run on from ``state`` (``(batch, 3 * 768)``, ``None``: the start): the last
+        layer's output at every frame, and the state after the last frame."""
         x = (log_mels + NORMALISER) / NORMALISER
-        outputs, _ = self.model.rnn_stack(x)
-        raw = self.model.projection(outputs[:, -1])
-        return raw / torch.linalg.vector_norm(raw, dim=1, keepdim=True).clamp_min(1e-12)
+        h = None if state is None else state.view(-1, LAYERS, HIDDEN).transpose(0, 1).contiguous()
+        outputs, h = self.model.rnn_stack(x, h)
+        return outputs, h.transpose(0, 1).reshape(len(log_mels), -1)
+
+    def readout(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Last-layer outputs ``(..., 768)`` -> unit-length embeddings."""
+        raw = self.model.projection(outputs)
+        return raw / torch.linalg.vector_norm(raw, dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 def load_rf5_gru(path: str | Path | None = None) -> RF5GRUEncoder:
@@ -75,16 +87,40 @@ def load_rf5_gru(path: str | Path | None = None) -> RF5GRUEncoder:
     return load_state(RF5GRUEncoder(), state, path, "rf5-gru")
 
 
-def rf5_gru_to_mlx(module: RF5GRUEncoder) -> Callable[[np.ndarray], np.ndarray]:
-    """The MLX twin of ``module``: ``(batch, frames, 80)`` -> ``(batch, 256)`` unit vectors."""
-    mx = import_mlx()
-    layers = mlx_gru(module.model.rnn_stack)
-    projection = mlx_linear(module.model.projection)
+class RF5GRUMLX:
+    """The MLX twin of an :class:`RF5GRUEncoder` (weights converted once): call it with
+    ``(batch, frames, 80)`` for ``(batch, 256)`` unit vectors; :meth:`resume` as the torch
+    module's, on numpy arrays."""
 
-    def embed(log_mels: np.ndarray) -> np.ndarray:
-        x = (mx.array(log_mels) + NORMALISER) / NORMALISER
-        for layer in layers:
+    def __init__(self, module: RF5GRUEncoder) -> None:
+        self.mx = import_mlx()
+        self.layers = mlx_gru(module.model.rnn_stack)
+        self.projection = mlx_linear(module.model.projection)
+
+    def __call__(self, log_mels: np.ndarray) -> np.ndarray:
+        x = (self.mx.array(log_mels) + NORMALISER) / NORMALISER
+        for layer in self.layers:
             x = layer(x)
-        return mlx_unit_numpy(projection(x[:, -1]))
+        return mlx_unit_numpy(self.projection(x[:, -1]))
 
-    return embed
+    def resume(
+        self, log_mels: np.ndarray, state: np.ndarray | None, readouts: list[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings after each of ``readouts`` frames ``(batch, len(readouts), 256)``, and
+        the state after the last frame (the torch module's layout)."""
+        mx = self.mx
+        x = (mx.array(log_mels) + NORMALISER) / NORMALISER
+        previous = None if state is None else mx.array(state).reshape(-1, LAYERS, HIDDEN)
+        ends = []
+        for i, layer in enumerate(self.layers):
+            x = layer(x) if previous is None else layer(x, hidden=previous[:, i])
+            ends.append(x[:, -1])
+        raw = self.projection(x[:, [r - 1 for r in readouts]])
+        raw = raw / mx.maximum(mx.linalg.norm(raw, axis=-1, keepdims=True), 1e-12)
+        new_state = mx.stack(ends, axis=1).reshape(len(log_mels), -1)
+        return np.array(raw, dtype=np.float32), np.array(new_state, dtype=np.float32)
+
+
+def rf5_gru_to_mlx(module: RF5GRUEncoder) -> RF5GRUMLX:
+    """The MLX twin of ``module``."""
+    return RF5GRUMLX(module)

@@ -13,6 +13,24 @@ from . import output_error
 
 _SPACE = re.compile(r"\s+")
 
+MERGE_GAP_S = 0.5
+"""Default longest pause inside one speaker's RTTM segment (diarization's
+``min_duration_off``): reference turns run through a speaker's short pauses."""
+
+
+def merge_gaps(
+    segments: Iterable[tuple[float, float, str]], max_gap_s: float
+) -> list[tuple[float, float, str]]:
+    """Sorted segments, with consecutive segments of one label that are at most
+    ``max_gap_s`` apart joined into one (``0``: only touching or overlapping ones)."""
+    merged: list[tuple[float, float, str]] = []
+    for start, end, label in sorted(segments):
+        if merged and merged[-1][2] == label and start - merged[-1][1] <= max_gap_s:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]), label)
+        else:
+            merged.append((start, end, label))
+    return merged
+
 
 def _field(text: str) -> str:
     """RTTM fields are split on whitespace: a name like ``Mary Ann`` becomes ``Mary_Ann``."""
@@ -39,7 +57,8 @@ def format_rttm(file_id: str, segments: Iterable[tuple[float, float, str]]) -> s
 
 
 class RttmSink:
-    """Collects ``segment`` events and writes them as RTTM when closed.
+    """Collects ``segment`` events and writes them as RTTM when closed, a speaker's
+    segments less than ``merge_gap_s`` apart joined (:func:`merge_gaps`).
 
     The output is written atomically: a temporary file next to ``path`` is created at
     once (proving the folder is writable before any audio is processed), filled and
@@ -47,9 +66,10 @@ class RttmSink:
     block by an exception) removes it and leaves any old ``path`` untouched.
     """
 
-    def __init__(self, path: str | Path, file_id: str) -> None:
+    def __init__(self, path: str | Path, file_id: str, merge_gap_s: float = MERGE_GAP_S) -> None:
         self.path = Path(path)
         self.file_id = file_id
+        self.merge_gap_s = merge_gap_s
         self.segments: list[tuple[float, float, str]] = []
         self.written = 0  # RTTM lines written by close()
         tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
@@ -71,7 +91,7 @@ class RttmSink:
         """Write the RTTM (empty when there were no segments) and put it in place."""
         if self._tmp is None:
             return
-        text = format_rttm(self.file_id, self.segments)
+        text = format_rttm(self.file_id, merge_gaps(self.segments, self.merge_gap_s))
         try:
             with self._file:
                 self._file.write(text)

@@ -129,11 +129,19 @@ def test_the_mlx_backend_gives_the_torch_events_with_every_model(
     pytest.importorskip("mlx.core")
     spec, mlx_batches = get_spec(model), []
 
-    def counted_mlx(module):  # the model's MLX twin, counting its batches
-        twin = spec.to_mlx(module)
-        return lambda windows: mlx_batches.append(len(windows)) or twin(windows)
+    class Counted:  # the model's MLX twin, counting its batches
+        def __init__(self, module):
+            self.twin = spec.to_mlx(module)
 
-    monkeypatch.setitem(MODELS, model, lambda: replace(spec, to_mlx=counted_mlx))
+        def __call__(self, windows):
+            mlx_batches.append(len(windows))
+            return self.twin(windows)
+
+        def resume(self, frames, states, readouts):
+            mlx_batches.append(len(frames))
+            return self.twin.resume(frames, states, readouts)
+
+    monkeypatch.setitem(MODELS, model, lambda: replace(spec, to_mlx=Counted))
     options = [*model_options(request, model), "--profiles", tmp_path / "store"]
     # A profile (made on torch) so that the events carry scores computed from embeddings.
     result = cli("enroll", "alice", tiny_talk, *options, "--backend", "torch", "--min-speech-s", 2)

@@ -15,6 +15,7 @@ from streamer.events import EVENT_TYPES, SCHEMA_VERSION, Event
 from streamer.profiles import ProfileStore
 from streamer.scoring import read_rttm
 from streamer.sinks.console import ConsoleSink
+from streamer.sinks.rttm import MERGE_GAP_S, merge_gaps
 
 from .conftest import TURNS
 
@@ -59,10 +60,11 @@ def test_jsonl_holds_every_event_in_decision_order(tracked):
     assert len(starts) == len(ends) >= 1
 
 
-def test_rttm_is_the_segment_events_sorted(tracked):
+def test_rttm_is_the_segment_events_sorted_and_joined_across_short_pauses(tracked):
     events = read_jsonl(tracked / "talk.jsonl")
-    segments = sorted(
-        (e["start_s"], e["end_s"], e["label"]) for e in events if e["type"] == "segment"
+    segments = merge_gaps(
+        [(e["start_s"], e["end_s"], e["label"]) for e in events if e["type"] == "segment"],
+        MERGE_GAP_S,
     )
     text = (tracked / "talk.rttm").read_text()
     assert text.startswith("SPEAKER talk 1 ")

@@ -105,6 +105,20 @@ def test_mlx_twin_matches_torch(rf5):
     assert np.abs(twin.embed(windows.copy()) - rf5.embed(windows.copy())).max() <= 1e-4
 
 
+@pytest.mark.parametrize("backend", ["torch", "mlx"])
+def test_resuming_gives_the_windows_that_end_there(rf5, backend):
+    if backend == "mlx":
+        pytest.importorskip("mlx.core")
+    encoder = Embedder(rf5.spec, backend=backend, module=rf5.module)
+    frames = TacotronMel().push(speech("alice", 2.5, seed=3, sample_rate=22050))
+    rows = np.stack([frames[:100], frames[50:150]])
+    first, state = encoder.resume(rows[:, :52].copy(), None, [52])
+    rest, _ = encoder.resume(rows[:, 52:].copy(), state, [8, 48])
+    resumed = np.concatenate([first, rest], axis=1)
+    for i, length in enumerate([52, 60, 100]):
+        assert np.abs(resumed[:, i] - rf5.embed(rows[:, :length].copy())).max() <= 1e-5
+
+
 def test_window_definition():
     spec = get_spec("rf5-gru")
     assert (spec.sample_rate, spec.frame_hop_samples, spec.window_frames) == (22050, 256, 172)

@@ -10,7 +10,7 @@ import pytest
 from streamer.errors import ConfigError
 from streamer.events import Event
 from streamer.scoring import read_rttm
-from streamer.sinks.rttm import RttmSink, format_rttm
+from streamer.sinks.rttm import RttmSink, format_rttm, merge_gaps
 
 
 def segment(start, end, label="alice", score=0.9) -> Event:
@@ -44,6 +44,36 @@ def test_format_rttm_drops_empty_segments():
 def test_format_rttm_reads_back():
     segments = [(0.0, 2.5, "alice"), (2.5, 6.125, "unknown"), (7.0, 9.0, "zoë")]
     assert read_rttm(format_rttm("talk", segments)) == {"talk": segments}
+
+
+def test_merge_gaps_joins_one_speakers_short_pauses_only():
+    segments = [
+        (3.2, 5.0, "alice"),  # 0.2 s after alice's first segment: joined
+        (0.0, 3.0, "alice"),
+        (5.4, 6.0, "bob"),  # another speaker: kept apart
+        (6.5, 8.0, "alice"),
+        (9.0, 9.5, "alice"),  # 1 s of silence: a pause too long to bridge
+    ]
+    assert merge_gaps(segments, 0.5) == [
+        (0.0, 5.0, "alice"),
+        (5.4, 6.0, "bob"),
+        (6.5, 8.0, "alice"),
+        (9.0, 9.5, "alice"),
+    ]
+    assert merge_gaps(segments, 0.0) == sorted(segments)
+    assert len(merge_gaps(segments, 1.0)) == 3
+
+
+def test_sink_joins_a_speakers_segments_across_short_pauses(tmp_path):
+    for gap_s, expected in [
+        (0.5, [(0.0, 4.0, "alice")]),
+        (0.0, [(0.0, 1.8, "alice"), (2.2, 4.0, "alice")]),
+    ]:
+        path = tmp_path / f"gap{gap_s}.rttm"
+        with RttmSink(path, "talk", merge_gap_s=gap_s) as sink:
+            sink.write(segment(0.0, 1.8))
+            sink.write(segment(2.2, 4.0))
+        assert read_rttm(path) == {"talk": expected}
 
 
 def test_sink_writes_the_segments_at_close(tmp_path):
