@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from report import publish
 from rich.table import Table
+from threadpoolctl import threadpool_limits
 
 from streamer.errors import ModelError
 from streamer.models import MODELS, Embedder, ModelSpec, get_spec
@@ -80,6 +81,7 @@ def stream_rtf(embedder: Embedder, vad: SileroVAD, seconds: float) -> float:
     scale = seconds / sum(s for _, s in TURNS)
     audio, _ = conversation([(w, s * scale) for w, s in TURNS], gap_s=0.4, sample_rate=rate)
     engine = Engine(embedder, vad)
+    threadpool_limits(1)  # numpy's BLAS too, as build_engine does, or its idle pool spins
     started = time.process_time()
     for _ in track_chunks(engine, array_chunks(audio, rate), "bench"):
         pass

@@ -61,8 +61,6 @@ class TrackerOptions:
         confirm_windows: consecutive deviating full windows that make a change.
         change_lag_s: how far before the end of the first deviating window such a change
             is dated (the encoder weighs the end of its window most).
-        snap_s: such a change moves to the nearest voice onset within this many seconds
-            (turns usually start after a breath, however short).
         window_s: the model's full window length (the engine sets it).
         hop_s: seconds between full windows (the engine sets it).
         min_voice_windows: clean full windows a segment needs before its voice becomes a
@@ -92,7 +90,6 @@ class TrackerOptions:
     min_region_s: float = 0.6
     confirm_windows: int = 2
     change_lag_s: float = 1.0
-    snap_s: float = 0.8
     window_s: float = 1.6
     hop_s: float = 0.2
     # Unknown voices
@@ -165,7 +162,6 @@ class Tracker:
         self.segment: _Segment | None = None
         self._settled_onset_s = -1.0  # the last onset settled as continuation or change
         self._pending: list = []  # deviating full windows not yet confirmed as a change
-        self._onsets: list[float] = []  # recent voice onsets, where changes snap to
         self._last_vector: np.ndarray | None = None  # the last closed segment's voice
 
     def set_profiles(self, profiles: dict[str, np.ndarray]) -> None:
@@ -211,9 +207,6 @@ class Tracker:
 
     def window(self, window, now_s: float) -> list[Event]:
         """A window (``streamer.worker.Window``) whose inputs were complete at ``now_s``."""
-        if window.onset and window.start_s not in self._onsets:
-            self._onsets.append(window.start_s)
-            del self._onsets[:-16]
         if not self.in_region or window.embedding is None:
             return []
         if window.onset:
@@ -303,9 +296,6 @@ class Tracker:
             return []
         pending, self._pending = self._pending, []
         change_s = pending[0].end_s - o.change_lag_s
-        near = [t for t in self._onsets if abs(t - change_s) <= o.snap_s]
-        if near:
-            change_s = min(near, key=lambda t: abs(t - change_s))
         change_s = max(segment.start_s, change_s)
         label, _ = self.classify(pending[-1].embedding, o.window_s)
         if label is None or label == segment.label:
