@@ -1,6 +1,6 @@
 """Live identification of enrolled speakers on simulated conversations.
 
-    python benchmarks/tracking.py ../shared/data/librispeech-train-clean-100 --count 10
+    python benchmarks/tracking.py ../shared/data/librispeech-train-clean-100 --count 100
 
 Builds ``--count`` deterministic conversations from a folder of single-speaker
 recordings (``streamer.simulate``), enrolls each enrolled speaker from audio not used in

@@ -462,31 +462,36 @@ class Engine:
 
     def _embed_onsets(self) -> None:
         """Embed the onset windows just cut with a recurrent encoder: each onset's frames
-        are read once, the state carried over to its next, longer windows. Onsets with
-        the same frames done and lengths due share one encoder call."""
+        are read once, the state carried over to its next, longer windows. Onsets due the
+        same number of new frames and readouts share one encoder call (a fresh onset
+        starts from the zero state, which is the encoder's own start)."""
         jobs, self._onset_jobs = self._onset_jobs, []
         frame_s = self.embedder.spec.frame_s
-        groups: dict[tuple[int, tuple[int, ...]], list] = {}
+        groups: dict[tuple[int, ...], list] = {}
         for stream, onset, windows in jobs:
             if onset.run == 0:
                 onset.level_dbfs = windows[0].level_dbfs
             ends = tuple(round(w.length_s / frame_s) - onset.run for w in windows)
-            groups.setdefault((onset.run, ends), []).append((stream, onset, windows))
+            groups.setdefault(ends, []).append((stream, onset, windows))
         n_features = self._batch.shape[2]
-        for (run, ends), group in groups.items():
+        for ends, group in groups.items():
             for at in range(0, len(group), self.options.max_batch):
                 part = group[at : at + self.options.max_batch]
                 size = ends[-1]
                 frames = self._onset_buffer[: len(part) * size * n_features]
                 frames = frames.reshape(len(part), size, n_features)
                 for row, (stream, onset, _) in enumerate(part):
-                    start = onset.first + run
+                    start = onset.first + onset.run
                     stream.frames.read(start, start + size, out=frames[row])
-                states = None if run == 0 else np.stack([o.state for _, o, _ in part])
+                known = next((o.state for _, o, _ in part if o.state is not None), None)
+                states = None
+                if known is not None:
+                    zero = np.zeros_like(known)
+                    states = np.stack([zero if o.state is None else o.state for _, o, _ in part])
                 levels = np.array([o.level_dbfs for _, o, _ in part])
                 vectors, states = self.embedder.resume(frames, states, list(ends), levels)
                 for row, (_, onset, windows) in enumerate(part):
-                    onset.state, onset.run = states[row], run + size
+                    onset.state, onset.run = states[row], onset.run + size
                     for window, vector in zip(windows, vectors[row], strict=True):
                         if window.speech_ratio >= self.options.min_speech_ratio:
                             window.embedding = vector

@@ -64,6 +64,9 @@ def test_resuming_gives_the_windows_that_end_there(embedder, backend):
     first, state = encoder.resume(rows[:, :60].copy(), None, [60], level)
     rest, _ = encoder.resume(rows[:, 60:].copy(), state, [10, 20, 60], level)
     resumed = np.concatenate([first, rest], axis=1)
+    # The zero state is the start: fresh and resumed rows can share a batch.
+    from_zero, _ = encoder.resume(rows[:, :60].copy(), np.zeros_like(state), [60], level)
+    assert np.abs(from_zero - first).max() <= 1e-6
     for i, length in enumerate([60, 70, 80, 120]):
         alone = embedder.embed(rows[:, :length].copy(), level)
         assert np.abs(resumed[:, i] - alone).max() <= 1e-5
