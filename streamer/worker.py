@@ -7,7 +7,7 @@ cheap, safe to call from an I/O thread). :meth:`Engine.step` then, for every str
 2. runs the VAD on each new 32 ms chunk (batched across streams) and the speech gate;
    a model at another rate than the VAD's 16 kHz feeds it through a per-stream resampler;
 3. cuts a window every ``hop_s`` over the stored frames, plus short "onset" windows that
-   start where the voice resumes after a pause (0.6 s, 0.7 s, ... long) so a new voice is
+   start where the voice resumes after a pause (0.6 s to 1.2 s long) so a new voice is
    recognised before a full window of it exists; embeds the windows that are mostly
    speech — all streams' windows in one encoder batch per window length. A recurrent
    encoder reads each onset's frames once: its longer onset windows resume from the
