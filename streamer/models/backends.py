@@ -144,7 +144,8 @@ def mlx_linear(linear: torch.nn.Linear):
 
 
 def mlx_unit_numpy(x) -> np.ndarray:
-    """Rows of the MLX array ``x`` scaled to unit length, as float32 numpy."""
+    """The MLX array ``x`` with its vectors (the last axis) scaled to unit length, as
+    float32 numpy."""
     mx = import_mlx()
-    norm = mx.maximum(mx.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    norm = mx.maximum(mx.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
     return np.array(x / norm, dtype=np.float32)

@@ -108,9 +108,8 @@ class GE2EMLX:
         h = mx.stack([end[0] for end in ends], axis=1)
         c = mx.stack([end[1] for end in ends], axis=1)
         raw = mx.maximum(self.linear(x[:, [r - 1 for r in readouts]]), 0.0)
-        raw = raw / mx.maximum(mx.linalg.norm(raw, axis=-1, keepdims=True), 1e-12)
         new_state = mx.stack([h, c], axis=1).reshape(len(mels), -1)
-        return np.array(raw, dtype=np.float32), np.array(new_state, dtype=np.float32)
+        return mlx_unit_numpy(raw), np.array(new_state, dtype=np.float32)
 
 
 def ge2e_to_mlx(module: GE2EEncoder) -> GE2EMLX:

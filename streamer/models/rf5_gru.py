@@ -116,9 +116,8 @@ class RF5GRUMLX:
             x = layer(x) if previous is None else layer(x, hidden=previous[:, i])
             ends.append(x[:, -1])
         raw = self.projection(x[:, [r - 1 for r in readouts]])
-        raw = raw / mx.maximum(mx.linalg.norm(raw, axis=-1, keepdims=True), 1e-12)
         new_state = mx.stack(ends, axis=1).reshape(len(log_mels), -1)
-        return np.array(raw, dtype=np.float32), np.array(new_state, dtype=np.float32)
+        return mlx_unit_numpy(raw), np.array(new_state, dtype=np.float32)
 
 
 def rf5_gru_to_mlx(module: RF5GRUEncoder) -> RF5GRUMLX:

@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from .backends import import_mlx, mlx_unit_numpy
 
 N_MELS = 80
 EMBEDDING_DIM = 256
@@ -220,13 +221,7 @@ def to_mlx(module: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
     Returns a function from ``(batch, frames, 80)`` float32 fbank to ``(batch, 256)``
     float32 unit vectors; arrays are NHWC with H = frequency, W = time.
     """
-    try:
-        import mlx.core as mx
-    except ImportError as exc:
-        raise ModelError(
-            "MLX is not installed; run: pip install 'mlx[cpu]' (Linux) or 'mlx' (macOS), "
-            "or use --backend torch"
-        ) from exc
+    mx = import_mlx()
 
     def conv(layer: nn.Conv2d) -> Callable:
         kernel = mx.array(layer.weight.detach().cpu().numpy().transpose(0, 2, 3, 1))
@@ -275,7 +270,6 @@ def to_mlx(module: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
         x = x.transpose(0, 2, 3, 1).reshape(batch, frames, channels * bands)  # channel-major
         stats = mx.concatenate([mx.mean(x, axis=1), mx.sqrt(mx.var(x, axis=1, ddof=1))], axis=1)
         raw = stats @ seg_w + seg_b
-        unit = raw / mx.maximum(mx.linalg.norm(raw, axis=1, keepdims=True), 1e-12)
-        return np.array(unit, dtype=np.float32)
+        return mlx_unit_numpy(raw)
 
     return embed
