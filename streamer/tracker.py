@@ -11,13 +11,16 @@ for the shortest onset window and its value for a full window.
   window, cut by the worker from the first voiced chunk): when the onset's audio
   confidently names someone else, the change is dated at the onset and emitted as soon
   as the onset window is in. Onset windows that name the current speaker settle that
-  onset as a continuation.
+  onset as a continuation. An onset too unsure to name anyone but clearly unlike the open
+  segment still splits it there: the voice changed, and later windows say to whom.
 * Voices that match no profile become unknown voices with stable labels
   (``speaker-1``, ``speaker-2``, ... in order of appearance): each is a centroid of the
   clean full windows of its segments (windows wholly inside one segment and mostly
   speech, so overlap at turn edges and silence do not pull it), a bounded running mean,
   scored alongside the profiles. :meth:`Tracker.voice` gives a voice's centroid, which
   is how an unknown voice is promoted to a profile.
+* Enrolled profiles adapt to the session: a segment named with a high score teaches the
+  stream's copy of that profile its clean windows (the stored profile is not touched).
 * Turns with no pause are caught by full windows: ``confirm_windows`` consecutive
   windows that deviate from the segment make a change, dated ``change_lag_s`` before the
   end of the first of them. One ambiguous window never makes the label flicker.
@@ -26,6 +29,7 @@ for the shortest onset window and its value for a full window.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -52,6 +56,19 @@ class TrackerOptions:
             interpolated like the others from ``short_new_voice_score``) to an unknown
             segment starts a new unknown voice.
         short_new_voice_score: ``new_voice_score`` for a ``short_window_s`` window.
+        split_score: an onset window that names no one but is less similar than this (at
+            full length) to the open segment's voice splits the segment at the onset.
+        short_split_score: ``split_score`` for a ``short_window_s`` window.
+        undecided_change_score: a segment that closes undecided and scores below this
+            against the stream's previous label reports a change (to ``unknown``).
+        resume_score: after a plain ``unknown`` segment, a segment named X is no change
+            when X was also that segment's best match, with at least this score (the same
+            voice, heard better).
+        adapt_score: a segment named with at least this score teaches the stream's copy
+            of that profile its clean windows.
+        enrollment_weight_s: seconds of session speech the enrolled profile weighs as
+            much as, in its adapted copy (the session's share is bounded by
+            ``voice_memory_s``).
         window_accept_score: a full window's own vote for a name, used to spot a change.
         same_score: a full window this similar to the segment's reference (the mean of
             its first ``reference_windows`` full windows) continues it.
@@ -84,6 +101,12 @@ class TrackerOptions:
     short_margin: float = 0.05
     new_voice_score: float = 0.55
     short_new_voice_score: float = 0.45
+    split_score: float = 0.6
+    short_split_score: float = 0.5
+    undecided_change_score: float = 0.6
+    resume_score: float = 0.65
+    adapt_score: float = 0.85
+    enrollment_weight_s: float = 3.0
     window_accept_score: float = 0.75
     same_score: float = 0.76
     reference_windows: int = 5
@@ -98,16 +121,27 @@ class TrackerOptions:
     voice_memory_s: float = 60.0
     merge_score: float = 0.8
 
-    def bars(self, length_s: float) -> tuple[float, float, float, float]:
-        """``(accept, reject, margin, new_voice)`` for a window of ``length_s``."""
+    def bars(self, length_s: float) -> Bars:
+        """The bars for evidence from ``length_s`` of audio."""
         span = max(self.window_s - self.short_window_s, 1e-9)
         w = min(max((length_s - self.short_window_s) / span, 0.0), 1.0)
-        return (
+        return Bars(
             self.short_accept_score + w * (self.accept_score - self.short_accept_score),
             self.short_reject_score + w * (self.reject_score - self.short_reject_score),
             self.short_margin + w * (self.margin - self.short_margin),
             self.short_new_voice_score + w * (self.new_voice_score - self.short_new_voice_score),
+            self.short_split_score + w * (self.split_score - self.short_split_score),
         )
+
+
+class Bars(NamedTuple):
+    """Score bars for one length of evidence (see :class:`TrackerOptions`)."""
+
+    accept: float
+    reject: float
+    margin: float
+    new_voice: float
+    split: float
 
 
 @dataclass
@@ -155,6 +189,7 @@ class Tracker:
         self.options = options
         self.voices: dict[str, Voice] = {}
         self._voices_made = 0
+        self._session: dict[str, tuple[np.ndarray, float]] = {}  # name: (sum, seconds)
         self.set_profiles(profiles)
         self.in_region = False
         self.region_start_s = 0.0
@@ -166,6 +201,7 @@ class Tracker:
 
     def set_profiles(self, profiles: dict[str, np.ndarray]) -> None:
         self.profiles = dict(profiles)
+        self._session = {name: s for name, s in self._session.items() if name in profiles}
         self._refresh()
 
     def voice(self, label: str) -> Voice:
@@ -186,9 +222,19 @@ class Tracker:
         del self.voices[label]
         self._refresh()
 
+    def adapted(self, name: str) -> np.ndarray:
+        """Profile ``name`` as this stream scores it: the enrolled vector, weighed as
+        ``enrollment_weight_s`` of speech, plus what the session taught it."""
+        profile = self.profiles[name]
+        if name not in self._session:
+            return profile
+        total, _ = self._session[name]
+        return _unit(profile * self.options.enrollment_weight_s + total)
+
     def _refresh(self) -> None:
         self._labels = list(self.profiles) + list(self.voices)
-        vectors = list(self.profiles.values()) + [v.centroid for v in self.voices.values()]
+        vectors = [self.adapted(n) for n in self.profiles]
+        vectors += [v.centroid for v in self.voices.values()]
         self._matrix = np.array(vectors, dtype=np.float32) if vectors else None
 
     # Inputs
@@ -224,7 +270,7 @@ class Tracker:
         (undecided) for a unit vector from ``length_s`` of audio; and the best score."""
         if self._matrix is None:
             return UNKNOWN, 0.0
-        accept, reject, margin, _ = self.options.bars(length_s)
+        accept, reject, margin, *_ = self.options.bars(length_s)
         scores = self._matrix @ vector
         order = np.argsort(scores)[::-1]
         best = float(scores[order[0]])
@@ -253,9 +299,17 @@ class Tracker:
             return []
         label, _ = self.classify(window.embedding, window.length_s)
         if label is None:
-            return []
+            # Unsure who, but clearly not the open segment's voice: split here.
+            split = self.options.bars(window.length_s).split
+            if float(self._reference(segment) @ window.embedding) >= split:
+                return []
+            self._settled_onset_s = onset_s
+            self._pending.clear()
+            return self._close_segment(onset_s, now_s) + self._open_segment(
+                onset_s, now_s, onset=window
+            )
         if label == UNKNOWN and not self._named(segment.label):
-            new_voice = self.options.bars(window.length_s)[3]
+            new_voice = self.options.bars(window.length_s).new_voice
             if float(self._vector(segment) @ window.embedding) >= new_voice:
                 label = segment.label
         self._settled_onset_s = onset_s
@@ -264,7 +318,7 @@ class Tracker:
         if not self._named(segment.label) and self._named(label):
             # An unsure segment whose voice fits the onset's name: it was that voice.
             index = self._labels.index(label)
-            fits = self.options.bars(self._evidence_s(segment))[1]
+            fits = self.options.bars(self._evidence_s(segment)).reject
             if float(self._matrix[index] @ self._vector(segment)) >= fits:
                 segment.onset = (window.length_s, window.embedding)
                 return self._relabel(now_s, adopt=label)
@@ -387,7 +441,11 @@ class Tracker:
             return []
         events = []
         previous = segment.previous
-        if not segment.changed and UNKNOWN in (previous, label) and self._same_as_last(segment):
+        if (
+            not segment.changed
+            and UNKNOWN in (previous, label)
+            and self._same_as_last(segment, label)
+        ):
             # Next to an undecided voice, a label is news only if the voice is another one.
             segment.changed = True
             if label == UNKNOWN and self._named(previous):
@@ -401,11 +459,18 @@ class Tracker:
         events.append(self._event("speaker", segment.start_s, now_s, now_s, label, score))
         return events
 
-    def _same_as_last(self, segment: _Segment) -> bool:
-        """Whether the segment sounds like the last closed one."""
+    def _same_as_last(self, segment: _Segment, label: str) -> bool:
+        """Whether the segment, labelled ``label``, is the voice of the last closed one."""
         if self._last_vector is None:
             return False
-        return float(self._last_vector @ self._vector(segment)) >= self.options.same_score
+        if float(self._last_vector @ self._vector(segment)) >= self.options.same_score:
+            return True
+        if segment.previous == UNKNOWN and label in self.profiles:
+            # That unknown was this profile's voice, heard too badly to name.
+            scores = self._matrix @ self._last_vector
+            best = int(np.argmax(scores))
+            return self._labels[best] == label and scores[best] >= self.options.resume_score
+        return False
 
     def _new_voice(self, segment: _Segment, now_s: float) -> str:
         """A new unknown voice, learnt from the segment's clean windows so far."""
@@ -425,11 +490,39 @@ class Tracker:
         segment, self.segment = self.segment, None
         label = segment.label or UNKNOWN
         self._last_vector = self._vector(segment)
+        events = []
+        previous = segment.previous
+        if segment.label is None and self._named(previous) and previous in self._labels:
+            # Too unsure to name, but not the voice before it: that much is a change.
+            score = float(self._matrix[self._labels.index(previous)] @ self._last_vector)
+            if score < self.options.undecided_change_score:
+                self.last_label = UNKNOWN
+                events += [
+                    self._event("change", segment.start_s, now_s, now_s, UNKNOWN, score, previous),
+                    self._event("speaker", segment.start_s, now_s, now_s, UNKNOWN, score),
+                ]
+        clean = [v for end, v in segment.clean if end <= end_s + 0.2]
         voice = self.voices.get(label)
         if voice is not None:
-            clean = [v for end, v in segment.clean if end <= end_s + 0.2]
             self._learn(voice, clean, now_s)
-        return [self._event("segment", segment.start_s, end_s, now_s, label, segment.score)]
+        elif label in self.profiles and segment.score >= self.options.adapt_score:
+            self._adapt(label, clean)
+        segment_event = self._event("segment", segment.start_s, end_s, now_s, label, segment.score)
+        return events + [segment_event]
+
+    def _adapt(self, name: str, windows: list[np.ndarray]) -> None:
+        """Teach the stream's copy of profile ``name`` clean windows of its voice."""
+        if not windows:
+            return
+        hop_s = self.options.hop_s
+        total, weight_s = self._session.get(name, (0.0, 0.0))
+        total = total + np.sum(windows, axis=0) * hop_s
+        weight_s += hop_s * len(windows)
+        memory = self.options.voice_memory_s
+        if weight_s > memory:
+            total, weight_s = total * (memory / weight_s), memory
+        self._session[name] = (total, weight_s)
+        self._refresh()
 
     def _learn(self, voice: Voice, windows: list[np.ndarray], now_s: float) -> None:
         """Fold clean windows into an unknown voice (bounded), then merge look-alikes."""

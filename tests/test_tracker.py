@@ -23,12 +23,13 @@ def near(vector, noise=0.1):
     return unit(vector + noise * RNG.normal(size=DIM) / np.sqrt(DIM)).astype(np.float32)
 
 
-def region(tracker, vectors, start_s=0.0, hop_s=0.2, window_s=1.6, onsets=()):
-    """Feed one speech region whose full windows carry ``vectors``; ``onsets`` are
-    ``(time_s, length_s, vector)`` onset windows, fed when their audio is in."""
+def region(tracker, vectors, start_s=0.0, hop_s=0.2, window_s=1.6, onsets=(), ratio=1.0):
+    """Feed one speech region whose full windows carry ``vectors`` (``ratio`` of each is
+    speech); ``onsets`` are ``(time_s, length_s, vector)`` onset windows, fed when their
+    audio is in."""
     events = tracker.gate(GateUpdate(started_at_s=start_s), start_s + 0.3)
     windows = [
-        Window(start_s + i * hop_s - window_s + 0.6, start_s + i * hop_s + 0.6, 1.0, -30.0, v)
+        Window(start_s + i * hop_s - window_s + 0.6, start_s + i * hop_s + 0.6, ratio, -30.0, v)
         for i, v in enumerate(vectors)
     ]
     windows += [Window(t, t + length, 1.0, -30.0, v, onset=True) for t, length, v in onsets]
@@ -169,3 +170,70 @@ def test_a_forgotten_voice_is_matched_by_its_profile_instead():
     tracker.set_profiles({**PROFILES, "carol": centroid})
     events = region(tracker, [near(STRANGER) for _ in range(10)], start_s=20.0)
     assert labels(events) == ["carol"]
+
+
+# Orthogonal voices, so a vector's score against each is exactly what a test sets.
+AXES = np.eye(DIM, dtype=np.float32)
+ORTHO = {"alice": AXES[0], "bob": AXES[1]}
+
+
+def blend(**scores):
+    """A unit vector scoring ``scores`` against the named ``ORTHO`` profiles."""
+    v = sum(score * ORTHO[name] for name, score in scores.items())
+    return (v + np.sqrt(1 - float(v @ v)) * AXES[5]).astype(np.float32)
+
+
+def changes(events):
+    return [(e.previous, e.label, round(e.start_s, 2)) for e in events if e.type == "change"]
+
+
+def test_an_unsure_onset_unlike_the_speaker_splits_the_segment():
+    # Bob's onset scores 0.66: too low to name him from 0.6 s, too high to be a stranger;
+    # but it is nothing like alice, so the turn is found at the onset all the same.
+    alice = [near(ORTHO["alice"], 0.05) for _ in range(15)]
+    tracker = Tracker("s", TrackerOptions(), ORTHO)
+    events = region(tracker, alice, onsets=[(3.6, 0.6, blend(bob=0.66))])
+    assert [(e.label, e.end_s) for e in events if e.type == "segment"][0] == ("alice", 3.6)
+    assert changes(events) == [("alice", UNKNOWN, 3.6)]
+    kinds = [(e.type, e.label) for e in events]
+    after = kinds[kinds.index(("change", UNKNOWN)) + 1 :]
+    assert after[:2] == [("speaker", UNKNOWN), ("segment", UNKNOWN)]
+    assert [e.emitted_at for e in events] == sorted(e.emitted_at for e in events)
+    # The same onset sounding like alice is a continuation.
+    tracker = Tracker("s", TrackerOptions(), ORTHO)
+    events = region(tracker, alice, onsets=[(3.6, 0.6, blend(alice=0.66))])
+    assert labels(events) == ["alice"] and not changes(events)
+
+
+def test_an_unknown_that_was_the_next_voice_heard_badly_is_no_second_change():
+    tracker = Tracker("s", TrackerOptions(), ORTHO)
+    events = region(tracker, [near(ORTHO["alice"], 0.05) for _ in range(10)])
+    # Half-silent windows at 0.68 to bob: never named, too few clean ones for a voice.
+    events += region(tracker, [blend(bob=0.68)] * 6, start_s=10.0, ratio=0.7)
+    events += region(tracker, [near(ORTHO["bob"], 0.05) for _ in range(10)], start_s=20.0)
+    assert labels(events) == ["alice", UNKNOWN, "bob"]
+    assert changes(events) == [("alice", UNKNOWN, 10.0)]
+    # Had the unknown sounded more like alice, bob would be news.
+    tracker = Tracker("s", TrackerOptions(), ORTHO)
+    events = region(tracker, [near(ORTHO["alice"], 0.05) for _ in range(10)])
+    events += region(tracker, [blend(alice=0.5, bob=0.45)] * 6, start_s=10.0, ratio=0.7)
+    events += region(tracker, [near(ORTHO["bob"], 0.05) for _ in range(10)], start_s=20.0)
+    assert changes(events)[-1] == (UNKNOWN, "bob", 20.0)
+
+
+def test_profiles_adapt_to_the_session_only_from_confident_segments():
+    options = TrackerOptions()
+    tracker = Tracker("s", options, ORTHO)
+    session = blend(alice=0.8)  # alice on this line: 0.8 to her enrollment
+    assert labels(region(tracker, [session] * 10)) == ["alice"]
+    assert np.array_equal(tracker.adapted("alice"), ORTHO["alice"])  # 0.8 < adapt_score
+    confident = blend(alice=0.9)
+    assert labels(region(tracker, [confident] * 10, start_s=10.0)) == ["alice"]
+    adapted = tracker.adapted("alice")
+    assert float(adapted @ confident) > 0.93  # she now sounds like the session (was 0.9)
+    assert tracker.classify(confident, options.window_s) == ("alice", float(adapted @ confident))
+    assert np.array_equal(tracker.profiles["alice"], ORTHO["alice"])  # the store's copy
+    assert np.array_equal(tracker.adapted("bob"), ORTHO["bob"])
+    # New profiles keep what the session taught the remaining ones.
+    tracker.set_profiles({"alice": ORTHO["alice"]})
+    assert np.array_equal(tracker.adapted("alice"), adapted)
