@@ -514,30 +514,30 @@ class Tracker:
         """Teach the stream's copy of profile ``name`` clean windows of its voice."""
         if not windows:
             return
+        self._session[name] = self._fold(*self._session.get(name, (0.0, 0.0)), windows)
+        self._refresh()
+
+    def _fold(
+        self, total: np.ndarray | float, weight_s: float, windows: list[np.ndarray]
+    ) -> tuple[np.ndarray, float]:
+        """A running sum of windows (each weighing ``hop_s``) with new ``windows`` added,
+        scaled down to at most ``voice_memory_s`` of speech so older speech fades."""
         hop_s = self.options.hop_s
-        total, weight_s = self._session.get(name, (0.0, 0.0))
         total = total + np.sum(windows, axis=0) * hop_s
         weight_s += hop_s * len(windows)
         memory = self.options.voice_memory_s
         if weight_s > memory:
             total, weight_s = total * (memory / weight_s), memory
-        self._session[name] = (total, weight_s)
-        self._refresh()
+        return total, weight_s
 
     def _learn(self, voice: Voice, windows: list[np.ndarray], now_s: float) -> None:
         """Fold clean windows into an unknown voice (bounded), then merge look-alikes."""
         voice.last_heard_s = now_s
         if not windows:
             return
-        hop_s = self.options.hop_s
-        voice.total = voice.total + np.sum(windows, axis=0) * hop_s
-        voice.weight_s += hop_s * len(windows)
+        voice.total, voice.weight_s = self._fold(voice.total, voice.weight_s, windows)
         voice.windows += len(windows)
-        voice.speech_s += hop_s * (len(windows) - 1) + self.options.window_s
-        memory = self.options.voice_memory_s
-        if voice.weight_s > memory:
-            voice.total *= memory / voice.weight_s
-            voice.weight_s = memory
+        voice.speech_s += self.options.hop_s * (len(windows) - 1) + self.options.window_s
         if self.profiles:
             name, score = max(
                 ((n, float(p @ voice.centroid)) for n, p in self.profiles.items()),
