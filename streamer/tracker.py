@@ -6,13 +6,15 @@ for the shortest onset window and its value for a full window.
 
 * A segment's label comes from the mean of its windows: a name when the best profile
   clears ``accept_score`` with a ``margin`` over the runner-up, ``unknown`` when none
-  reaches ``reject_score``; in between it waits (at most ``max_undecided`` windows).
+  reaches ``reject_score``; in between it waits (at most ``max_undecided`` full windows).
 * Speaker changes are looked for where the voice resumes after a pause (an onset
   window, cut by the worker from the first voiced chunk): when the onset's audio
   confidently names someone else, the change is dated at the onset and emitted as soon
   as the onset window is in. Onset windows that name the current speaker settle that
-  onset as a continuation. An onset too unsure to name anyone but clearly unlike the open
-  segment still splits it there: the voice changed, and later windows say to whom.
+  onset as a continuation, and so does one too weak to name anyone whose best match is
+  still the current speaker. An onset too unsure to name anyone but clearly unlike the
+  open segment, or clearly closer to another voice, still splits it there: the voice
+  changed, and later windows say to whom.
 * Voices that match no profile become unknown voices with stable labels
   (``speaker-1``, ``speaker-2``, ... in order of appearance): each is a centroid of the
   clean full windows of its segments (windows wholly inside one segment and mostly
@@ -21,9 +23,11 @@ for the shortest onset window and its value for a full window.
   is how an unknown voice is promoted to a profile.
 * Enrolled profiles adapt to the session: a segment named with a high score teaches the
   stream's copy of that profile its clean windows (the stored profile is not touched).
-* Turns with no pause are caught by full windows: ``confirm_windows`` consecutive
-  windows that deviate from the segment make a change, dated ``change_lag_s`` before the
-  end of the first of them. One ambiguous window never makes the label flicker.
+* Turns with no pause are caught by full windows: one window that confidently names
+  another voice, or ``confirm_windows`` consecutive windows that deviate from the segment,
+  make a change, dated ``change_lag_s`` before the end of the first of them. One ambiguous
+  window never makes the label flicker. A window that reaches back over a change into
+  the previous voice does not decide the new segment's label.
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ class TrackerOptions:
         accept_score: score a full-length segment needs to take a profile's name.
         reject_score: a segment whose best score is below this is ``unknown`` at once;
             between the two it waits for more windows.
-        max_undecided: windows a segment may stay undecided before it is ``unknown``.
+        max_undecided: full windows a segment may stay undecided before it is
+            ``unknown`` (onset windows, which come every few tens of ms, do not count).
         margin: the best profile must beat the runner-up by this much.
         short_window_s: the length at which the ``short_*`` bars apply; bars for
             lengths between it and the model's window are interpolated.
@@ -59,23 +64,28 @@ class TrackerOptions:
         split_score: an onset window that names no one but is less similar than this (at
             full length) to the open segment's voice splits the segment at the onset.
         short_split_score: ``split_score`` for a ``short_window_s`` window.
+        split_margin: an onset window that names no one but scores this much higher for
+            another voice than for the open segment's also splits the segment.
         undecided_change_score: a segment that closes undecided and scores below this
             against the stream's previous label reports a change (to ``unknown``).
-        resume_score: after a plain ``unknown`` segment, a segment named X is no change
-            when X was also that segment's best match, with at least this score (the same
-            voice, heard better).
+        resume_score: after a plain ``unknown`` segment, a segment named X (a profile or
+            an unknown voice) is no change when X was also that segment's best match, with
+            at least this score (the same voice, heard better).
         adapt_score: a segment named with at least this score teaches the stream's copy
             of that profile its clean windows.
         enrollment_weight_s: seconds of session speech the enrolled profile weighs as
             much as, in its adapted copy (the session's share is bounded by
             ``voice_memory_s``).
-        window_accept_score: a full window's own vote for a name, used to spot a change.
+        window_accept_score: a full window that names another voice with at least this
+            score makes a change at once; other deviating windows need
+            ``confirm_windows`` in a row.
         same_score: a full window this similar to the segment's reference (the mean of
             its first ``reference_windows`` full windows) continues it.
         reference_windows: full windows inside a segment that make its reference.
         min_region_s: a full window must overlap the speech region by this many seconds
             to count (so the previous speaker's tail does not decide a new region).
-        confirm_windows: consecutive deviating full windows that make a change.
+        confirm_windows: consecutive deviating full windows that make a change (when
+            none of them names another voice with ``window_accept_score``).
         change_lag_s: how far before the end of the first deviating window such a change
             is dated (the encoder weighs the end of its window most).
         window_s: the model's full window length (the engine sets it).
@@ -103,6 +113,7 @@ class TrackerOptions:
     short_new_voice_score: float = 0.45
     split_score: float = 0.6
     short_split_score: float = 0.5
+    split_margin: float = 0.1
     undecided_change_score: float = 0.6
     resume_score: float = 0.65
     adapt_score: float = 0.85
@@ -172,7 +183,8 @@ class _Segment:
     anchor: np.ndarray | None = None  # sum of its first full windows inside it
     score: float = 0.0
     previous: str | None = None  # the stream's label before this segment
-    changed: bool = False  # whether it reported a change already
+    changed: bool = False  # whether its change (or that it is none) was decided
+    reported: bool = False  # whether it emitted a change event
 
 
 class Tracker:
@@ -181,6 +193,10 @@ class Tracker:
     CLEAN_SPEECH_RATIO = 0.8
     """Windows with less speech than this never shape an unknown voice's centroid; nor
     do windows less similar than ``same_score`` to their segment (overlapped speech)."""
+    STRADDLE_INSIDE = 0.7
+    """A full window that reaches back over a change inside a speech region counts for the
+    new segment only when at least this share of it is after the change: the rest is the
+    previous voice, which would pull the label back to it."""
 
     def __init__(
         self, stream_id: str, options: TrackerOptions, profiles: dict[str, np.ndarray]
@@ -293,15 +309,27 @@ class Tracker:
             if segment.onset is None and segment.full is not None:
                 segment.full = None
                 segment.label = None
+                if (
+                    not segment.reported
+                    and self.classify(window.embedding, window.length_s)[0] in self.profiles
+                ):
+                    # Full windows reaching back into the last voice took it for that
+                    # voice; an onset that names someone may report the change after all.
+                    segment.changed = False
             segment.onset = (window.length_s, window.embedding)
             return self._relabel(now_s)
         if onset_s <= self._settled_onset_s or onset_s <= segment.start_s:
             return []
         label, _ = self.classify(window.embedding, window.length_s)
+        own = self._labels.index(segment.label) if segment.label in self._labels else None
+        scores = self._matrix @ window.embedding if own is not None else None
+        if label == UNKNOWN and own is not None and int(np.argmax(scores)) == own:
+            return []  # too weak to name anyone, yet closest to the current speaker
         if label is None:
             # Unsure who, but clearly not the open segment's voice: split here.
             split = self.options.bars(window.length_s).split
-            if float(self._reference(segment) @ window.embedding) >= split:
+            closer = own is not None and scores.max() - scores[own] >= self.options.split_margin
+            if not closer and float(self._reference(segment) @ window.embedding) >= split:
                 return []
             self._settled_onset_s = onset_s
             self._pending.clear()
@@ -338,6 +366,9 @@ class Tracker:
             # Straddles the segment start: part of it is the previous voice or silence.
             # It refines the label, weighted by its share, but cannot signal a change.
             self._pending.clear()
+            inside = (window.end_s - segment.start_s) / window.length_s
+            if segment.start_s > self.region_start_s and inside < self.STRADDLE_INSIDE:
+                return []  # mostly the previous voice of this region
             return self._extend(window, now_s)
         similarity = float(self._reference(segment) @ window.embedding)
         vote, _ = self.classify(window.embedding, o.window_s)
@@ -346,7 +377,13 @@ class Tracker:
             self._pending.clear()
             return self._extend(window, now_s)
         self._pending.append(window)
-        if len(self._pending) < o.confirm_windows:
+        sure = (
+            self._named(vote)
+            and vote != segment.label
+            and float(self._matrix[self._labels.index(vote)] @ window.embedding)
+            >= o.window_accept_score
+        )
+        if len(self._pending) < o.confirm_windows and not sure:
             return []
         pending, self._pending = self._pending, []
         change_s = pending[0].end_s - o.change_lag_s
@@ -394,6 +431,7 @@ class Tracker:
         )
         if clean:
             segment.clean.append((window.end_s, window.embedding))
+        segment.decisions += 1
         return self._relabel(now_s)
 
     def _reference(self, segment: _Segment) -> np.ndarray:
@@ -424,7 +462,6 @@ class Tracker:
         are ``speaker`` events."""
         o = self.options
         segment = self.segment
-        segment.decisions += 1
         label, score = self.classify(self._vector(segment), self._evidence_s(segment))
         if adopt is not None:
             label = adopt
@@ -451,7 +488,7 @@ class Tracker:
             if label == UNKNOWN and self._named(previous):
                 label = previous
         if not segment.changed and previous is not None and previous != label:
-            segment.changed = True
+            segment.changed = segment.reported = True
             events.append(
                 self._event("change", segment.start_s, now_s, now_s, label, score, previous)
             )
@@ -465,8 +502,8 @@ class Tracker:
             return False
         if float(self._last_vector @ self._vector(segment)) >= self.options.same_score:
             return True
-        if segment.previous == UNKNOWN and label in self.profiles:
-            # That unknown was this profile's voice, heard too badly to name.
+        if segment.previous == UNKNOWN and self._named(label):
+            # That unknown was this voice, heard too badly to name.
             scores = self._matrix @ self._last_vector
             best = int(np.argmax(scores))
             return self._labels[best] == label and scores[best] >= self.options.resume_score

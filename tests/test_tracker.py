@@ -50,6 +50,21 @@ def labels(events, kind="segment"):
     return [e.label for e in events if e.type == kind]
 
 
+# Orthogonal voices, so a vector's score against each is exactly what a test sets.
+AXES = np.eye(DIM, dtype=np.float32)
+ORTHO = {"alice": AXES[0], "bob": AXES[1]}
+
+
+def blend(**scores):
+    """A unit vector scoring ``scores`` against the named ``ORTHO`` profiles."""
+    v = sum(score * ORTHO[name] for name, score in scores.items())
+    return (v + np.sqrt(1 - float(v @ v)) * AXES[5]).astype(np.float32)
+
+
+def changes(events):
+    return [(e.previous, e.label, round(e.start_s, 2)) for e in events if e.type == "change"]
+
+
 def test_enrolled_voice_is_named_and_stranger_gets_a_voice_label():
     assert labels(drive([near(PROFILES["alice"]) for _ in range(10)])) == ["alice"]
     assert labels(drive([near(STRANGER) for _ in range(10)])) == ["speaker-1"]
@@ -62,10 +77,12 @@ def test_a_stranger_is_unknown_until_there_is_enough_clean_speech():
     assert not [e for e in events if e.type == "change"]
 
 
-def test_one_odd_window_does_not_flicker():
-    vectors = [near(PROFILES["alice"]) for _ in range(12)]
-    vectors[6] = near(PROFILES["bob"])
-    events = drive(vectors)
+def test_one_ambiguous_window_does_not_flicker():
+    # Unlike alice, leaning to bob, but not enough to name him: it waits for a second one.
+    tracker = Tracker("s", TrackerOptions(), ORTHO)
+    vectors = [near(ORTHO["alice"], 0.05) for _ in range(12)]
+    vectors[6] = blend(alice=0.5, bob=0.72)
+    events = region(tracker, vectors)
     assert labels(events) == ["alice"]
     assert not [e for e in events if e.type == "change"]
 
@@ -79,7 +96,9 @@ def test_a_real_turn_changes_the_label_and_is_dated_back():
     change = next(e for e in events if e.type == "change")
     assert (change.previous, change.label) == ("alice", "bob")
     first_bob_end = 15 * 0.2 + 0.6
-    assert change.start_s < first_bob_end <= change.emitted_at
+    assert change.start_s < first_bob_end
+    # The first window that confidently names bob makes the change; it waits for no other.
+    assert change.emitted_at == first_bob_end
 
 
 def test_events_are_in_time_order_and_segments_tile():
@@ -172,21 +191,6 @@ def test_a_forgotten_voice_is_matched_by_its_profile_instead():
     assert labels(events) == ["carol"]
 
 
-# Orthogonal voices, so a vector's score against each is exactly what a test sets.
-AXES = np.eye(DIM, dtype=np.float32)
-ORTHO = {"alice": AXES[0], "bob": AXES[1]}
-
-
-def blend(**scores):
-    """A unit vector scoring ``scores`` against the named ``ORTHO`` profiles."""
-    v = sum(score * ORTHO[name] for name, score in scores.items())
-    return (v + np.sqrt(1 - float(v @ v)) * AXES[5]).astype(np.float32)
-
-
-def changes(events):
-    return [(e.previous, e.label, round(e.start_s, 2)) for e in events if e.type == "change"]
-
-
 def test_an_unsure_onset_unlike_the_speaker_splits_the_segment():
     # Bob's onset scores 0.66: too low to name him from 0.6 s, too high to be a stranger;
     # but it is nothing like alice, so the turn is found at the onset all the same.
@@ -237,3 +241,72 @@ def test_profiles_adapt_to_the_session_only_from_confident_segments():
     # New profiles keep what the session taught the remaining ones.
     tracker.set_profiles({"alice": ORTHO["alice"]})
     assert np.array_equal(tracker.adapted("alice"), adapted)
+
+
+def test_an_onset_too_weak_to_name_but_closest_to_the_speaker_is_no_change():
+    # 0.5 to alice is below every bar, but she is still the best match: a bad 0.6 s of
+    # her own voice, not a stranger.
+    tracker = Tracker("s", TrackerOptions(), ORTHO)
+    alice = [near(ORTHO["alice"], 0.05) for _ in range(15)]
+    events = region(tracker, alice, onsets=[(3.6, 0.6, blend(alice=0.5, bob=0.3))])
+    assert labels(events) == ["alice"] and not changes(events)
+
+
+def test_an_unsure_onset_closer_to_another_voice_splits_the_segment():
+    # 0.55 to alice is not unlike her (split_score), but bob is 0.12 closer.
+    tracker = Tracker("s", TrackerOptions(), ORTHO)
+    alice = [near(ORTHO["alice"], 0.05) for _ in range(15)]
+    events = region(tracker, alice, onsets=[(3.6, 0.6, blend(alice=0.55, bob=0.67))])
+    assert [(e.label, e.end_s) for e in events if e.type == "segment"][0] == ("alice", 3.6)
+    assert changes(events) == [("alice", UNKNOWN, 3.6)]
+
+
+def test_windows_reaching_back_over_a_change_do_not_undo_it():
+    tracker = Tracker("s", TrackerOptions(), ORTHO)
+    # Full windows end every 0.2 s from 0.6 s; bob starts at 3.6 s (his onset window).
+    alice = [near(ORTHO["alice"], 0.05) for _ in range(21)]  # windows ending up to 4.6 s
+    bob = [near(ORTHO["bob"], 0.05) for _ in range(10)]
+    events = region(tracker, alice + bob, onsets=[(3.6, 0.6, near(ORTHO["bob"], 0.05))])
+    # The windows ending at 4.2-4.6 s are mostly alice's audio before 3.6 s.
+    assert changes(events) == [("alice", "bob", 3.6)]
+    assert [e.label for e in events if e.type == "speaker"] == ["alice", "bob"]
+    assert labels(events) == ["alice", "bob"]
+
+
+def test_only_full_windows_count_towards_giving_up_on_a_name():
+    tracker = Tracker("s", TrackerOptions(), ORTHO)
+    events = region(tracker, [near(ORTHO["alice"], 0.05) for _ in range(10)])
+    # Alice again after a pause: her onset windows are too short to be sure (0.66), and
+    # come every 50 ms; the full windows that follow name her.
+    onsets = [(10.0, length, blend(alice=0.66)) for length in (0.6, 0.65, 0.7, 0.75, 0.8)]
+    events += region(tracker, [blend(alice=0.8)] * 8, start_s=10.0, onsets=onsets)
+    assert labels(events) == ["alice", "alice"]
+    assert UNKNOWN not in [e.label for e in events if e.type == "speaker"]
+    assert not changes(events)
+
+
+def test_an_onset_that_names_someone_reports_what_reaching_back_hid():
+    stranger = AXES[2]
+    tracker = Tracker("s", TrackerOptions(), ORTHO)
+    # A stranger, heard too badly to make a voice of (half-silent windows): unknown.
+    events = region(tracker, [near(stranger, 0.05)] * 8, ratio=0.7)
+    # Bob after a pause: the first full window still holds mostly the stranger, so the
+    # segment looks like the same unknown voice; bob's onset then names him.
+    events += tracker.gate(GateUpdate(started_at_s=10.0), 10.3)
+    events += tracker.window(Window(9.2, 10.8, 0.6, -30.0, near(stranger, 0.05)), 10.8)
+    assert [e.label for e in events if e.type == "speaker"] == [UNKNOWN, UNKNOWN]
+    events += tracker.window(Window(10.2, 10.8, 1.0, -30.0, near(ORTHO["bob"], 0.05), True), 10.8)
+    assert changes(events) == [(UNKNOWN, "bob", 10.0)]
+
+
+def test_an_unknown_that_was_a_known_unknown_voice_is_no_second_change():
+    stranger = AXES[2]
+    tracker = Tracker("s", TrackerOptions(), ORTHO)
+    events = region(tracker, [near(stranger, 0.05) for _ in range(10)])
+    events += region(tracker, [near(ORTHO["alice"], 0.05) for _ in range(10)], start_s=10.0)
+    # The stranger again, half-silent and 0.68 to its voice: unknown, not speaker-1 yet.
+    heard_badly = (0.68 * stranger + np.sqrt(1 - 0.68**2) * AXES[5]).astype(np.float32)
+    events += region(tracker, [heard_badly] * 6, start_s=20.0, ratio=0.7)
+    events += region(tracker, [near(stranger, 0.05) for _ in range(10)], start_s=30.0)
+    assert labels(events) == ["speaker-1", "alice", UNKNOWN, "speaker-1"]
+    assert changes(events) == [("speaker-1", "alice", 10.0), ("alice", UNKNOWN, 20.0)]
