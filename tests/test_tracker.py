@@ -304,9 +304,9 @@ def test_an_unknown_that_was_a_known_unknown_voice_is_no_second_change():
     tracker = Tracker("s", TrackerOptions(), ORTHO)
     events = region(tracker, [near(stranger, 0.05) for _ in range(10)])
     events += region(tracker, [near(ORTHO["alice"], 0.05) for _ in range(10)], start_s=10.0)
-    # The stranger again, half-silent and 0.68 to its voice: unknown, not speaker-1 yet.
-    heard_badly = (0.68 * stranger + np.sqrt(1 - 0.68**2) * AXES[5]).astype(np.float32)
-    events += region(tracker, [heard_badly] * 6, start_s=20.0, ratio=0.7)
+    # The stranger again, only 0.6 s and 0.67 to its voice: too short to name, unknown.
+    heard_badly = (0.67 * stranger + np.sqrt(1 - 0.67**2) * AXES[5]).astype(np.float32)
+    events += region(tracker, [], start_s=20.0, onsets=[(20.0, 0.6, heard_badly)])
     events += region(tracker, [near(stranger, 0.05) for _ in range(10)], start_s=30.0)
     assert labels(events) == ["speaker-1", "alice", UNKNOWN, "speaker-1"]
     assert changes(events) == [("speaker-1", "alice", 10.0), ("alice", UNKNOWN, 20.0)]
