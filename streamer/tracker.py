@@ -178,7 +178,7 @@ class _Segment:
     full: np.ndarray | None = None  # weighted sum of its full windows
     onset: tuple[float, np.ndarray] | None = None  # its own latest onset window
     clean: list = field(default_factory=list)  # (end_s, vector) of its clean windows
-    decisions: int = 0
+    full_windows: int = 0  # full windows added to it (the undecided wait counts these)
     inside: int = 0  # full windows wholly inside it
     anchor: np.ndarray | None = None  # sum of its first full windows inside it
     score: float = 0.0
@@ -371,18 +371,13 @@ class Tracker:
                 return []  # mostly the previous voice of this region
             return self._extend(window, now_s)
         similarity = float(self._reference(segment) @ window.embedding)
-        vote, _ = self.classify(window.embedding, o.window_s)
+        vote, vote_score = self.classify(window.embedding, o.window_s)
         deviates = similarity < o.same_score or (self._named(vote) and vote != segment.label)
         if not deviates:
             self._pending.clear()
             return self._extend(window, now_s)
         self._pending.append(window)
-        sure = (
-            self._named(vote)
-            and vote != segment.label
-            and float(self._matrix[self._labels.index(vote)] @ window.embedding)
-            >= o.window_accept_score
-        )
+        sure = self._named(vote) and vote != segment.label and vote_score >= o.window_accept_score
         if len(self._pending) < o.confirm_windows and not sure:
             return []
         pending, self._pending = self._pending, []
@@ -431,7 +426,7 @@ class Tracker:
         )
         if clean:
             segment.clean.append((window.end_s, window.embedding))
-        segment.decisions += 1
+        segment.full_windows += 1
         return self._relabel(now_s)
 
     def _reference(self, segment: _Segment) -> np.ndarray:
@@ -467,7 +462,7 @@ class Tracker:
             label = adopt
         segment.score = score
         if label is None:
-            if segment.full is None or segment.decisions < o.max_undecided:
+            if segment.full is None or segment.full_windows < o.max_undecided:
                 return []
             label = UNKNOWN
         if label == UNKNOWN and segment.label in self.voices:
