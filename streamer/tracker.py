@@ -25,13 +25,17 @@ for the shortest onset window and its value for a full window.
   stream's copy of that profile its clean windows (the stored profile is not touched).
 * Turns with no pause are caught by full windows: one window that confidently names
   another voice, or ``confirm_windows`` consecutive windows that deviate from the segment,
-  make a change, dated ``change_lag_s`` before the end of the first of them. One ambiguous
-  window never makes the label flicker. A window that reaches back over a change into
-  the previous voice does not decide the new segment's label.
+  make a change. It is dated where, from one window to the next, the new voice's score
+  overtook the old one's (``crossing_lag_s`` before the end of the window where it did),
+  or, when the recent windows show no such crossing or either side is a plain
+  ``unknown``, ``change_lag_s`` before the end of the first deviating window. One ambiguous window never makes the label flicker. A
+  window that reaches back over a change into the previous voice does not decide the new
+  segment's label.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -86,8 +90,12 @@ class TrackerOptions:
             to count (so the previous speaker's tail does not decide a new region).
         confirm_windows: consecutive deviating full windows that make a change (when
             none of them names another voice with ``window_accept_score``).
+        crossing_lag_s: how far before the end of the window where the new voice's score
+            overtakes the old one's such a change is dated (interpolated between the two
+            windows around the crossing; the encoder weighs the end of its window most).
         change_lag_s: how far before the end of the first deviating window such a change
-            is dated (the encoder weighs the end of its window most).
+            is dated when the recent windows show no crossing (or a side is a plain
+            ``unknown``, which has no voice to score).
         window_s: the model's full window length (the engine sets it).
         hop_s: seconds between full windows (the engine sets it).
         min_voice_windows: clean full windows a segment needs before its voice becomes a
@@ -123,6 +131,7 @@ class TrackerOptions:
     reference_windows: int = 5
     min_region_s: float = 0.6
     confirm_windows: int = 2
+    crossing_lag_s: float = 0.7
     change_lag_s: float = 1.0
     window_s: float = 1.6
     hop_s: float = 0.2
@@ -193,6 +202,8 @@ class Tracker:
     CLEAN_SPEECH_RATIO = 0.8
     """Windows with less speech than this never shape an unknown voice's centroid; nor
     do windows less similar than ``same_score`` to their segment (overlapped speech)."""
+    RECENT_WINDOWS = 8
+    """Full windows kept to date a change by where the new voice overtook the old one."""
     STRADDLE_INSIDE = 0.7
     """A full window that reaches back over a change inside a speech region counts for the
     new segment only when at least this share of it is after the change: the rest is the
@@ -213,6 +224,7 @@ class Tracker:
         self.segment: _Segment | None = None
         self._settled_onset_s = -1.0  # the last onset settled as continuation or change
         self._pending: list = []  # deviating full windows not yet confirmed as a change
+        self._recent: deque = deque(maxlen=self.RECENT_WINDOWS)  # the last full windows
         self._last_vector: np.ndarray | None = None  # the last closed segment's voice
 
     def set_profiles(self, profiles: dict[str, np.ndarray]) -> None:
@@ -357,6 +369,7 @@ class Tracker:
 
     def _full_window(self, window, now_s: float) -> list[Event]:
         o = self.options
+        self._recent.append(window)
         if window.end_s - max(window.start_s, self.region_start_s) < o.min_region_s:
             return []
         segment = self.segment
@@ -381,16 +394,42 @@ class Tracker:
         if len(self._pending) < o.confirm_windows and not sure:
             return []
         pending, self._pending = self._pending, []
-        change_s = pending[0].end_s - o.change_lag_s
-        change_s = max(segment.start_s, change_s)
         label, _ = self.classify(pending[-1].embedding, o.window_s)
         if label is None or label == segment.label:
             for w in pending:
                 self._extend(w, now_s)
             return []
+        change_s = max(segment.start_s, self._change_time(segment, label, pending))
         return self._close_segment(change_s, now_s) + self._open_segment(
             change_s, now_s, full=pending[-1]
         )
+
+    def _change_time(self, segment: _Segment, label: str, pending: list) -> float:
+        """When the voice changed from ``segment``'s to ``label``'s, from the recent full
+        windows: the last point where, between consecutive windows, the new voice's score
+        rose past the old one's. Both must be known voices (a plain ``unknown`` has no
+        vector to score against)."""
+        o = self.options
+        crossing_s = None
+        if label in self._labels and segment.label in self._labels:
+            new = self._matrix[self._labels.index(label)]
+            old = self._matrix[self._labels.index(segment.label)]
+            crossing_s = self._crossing_s(new, old)
+        if crossing_s is None:
+            return pending[0].end_s - o.change_lag_s
+        return crossing_s - o.crossing_lag_s
+
+    def _crossing_s(self, new: np.ndarray, old: np.ndarray) -> float | None:
+        """The last time the recent full windows' score for ``new`` rose past the one for
+        ``old`` between consecutive windows (interpolated end time), or ``None``."""
+        crossing_s = None
+        before_s, before = -np.inf, 0.0  # the previous window's end and lead
+        for window in self._recent:
+            lead = float(window.embedding @ new) - float(window.embedding @ old)
+            if before < 0 <= lead and window.end_s - before_s < 1.5 * self.options.hop_s:
+                crossing_s = before_s + (window.end_s - before_s) * before / (before - lead)
+            before_s, before = window.end_s, lead
+        return crossing_s
 
     def _named(self, label: str | None) -> bool:
         """Whether ``label`` is a known voice (a profile or an unknown voice's label)."""

@@ -101,6 +101,25 @@ def test_a_real_turn_changes_the_label_and_is_dated_back():
     assert change.emitted_at == first_bob_end
 
 
+def test_a_turn_without_a_pause_is_dated_where_the_new_voice_overtakes_the_old():
+    # The windows slide from alice to bob; bob's score passes alice's between the windows
+    # ending at 2.8 s and 3.0 s, a fifth of the way from the first to the second.
+    tracker = Tracker("s", TrackerOptions(), ORTHO)
+    vectors = [blend(alice=0.9) for _ in range(10)] + [
+        blend(alice=0.8, bob=0.5),
+        blend(alice=0.7, bob=0.62),
+        blend(alice=0.6, bob=0.72),
+        blend(alice=0.5, bob=0.8),
+        *[blend(bob=0.9) for _ in range(6)],
+    ]
+    events = region(tracker, vectors)
+    assert labels(events) == ["alice", "bob"]
+    [(previous, label, start_s)] = changes(events)
+    assert (previous, label) == ("alice", "bob")
+    crossing_s = 2.8 + 0.2 * 0.08 / 0.2
+    assert abs(start_s - (crossing_s - TrackerOptions().crossing_lag_s)) < 0.02
+
+
 def test_events_are_in_time_order_and_segments_tile():
     vectors = [near(PROFILES[n]) for n in ["alice"] * 10 + ["bob"] * 10 + ["alice"] * 10]
     events = drive(vectors)
