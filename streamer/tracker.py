@@ -28,9 +28,9 @@ for the shortest onset window and its value for a full window.
   make a change. It is dated where, from one window to the next, the new voice's score
   overtook the old one's (``crossing_lag_s`` before the end of the window where it did),
   or, when the recent windows show no such crossing or either side is a plain
-  ``unknown``, ``change_lag_s`` before the end of the first deviating window. One ambiguous window never makes the label flicker. A
-  window that reaches back over a change into the previous voice does not decide the new
-  segment's label.
+  ``unknown``, ``change_lag_s`` before the end of the first deviating window. One
+  ambiguous window never makes the label flicker. A window that reaches back over a
+  change into the previous voice does not decide the new segment's label.
 """
 
 from __future__ import annotations
