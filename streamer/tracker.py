@@ -357,9 +357,8 @@ class Tracker:
             return []
         if not self._named(segment.label) and self._named(label):
             # An unsure segment whose voice fits the onset's name: it was that voice.
-            index = self._labels.index(label)
             fits = self.options.bars(self._evidence_s(segment)).reject
-            if float(self._matrix[index] @ self._vector(segment)) >= fits:
+            if float(self._scored(label) @ self._vector(segment)) >= fits:
                 segment.onset = (window.length_s, window.embedding)
                 return self._relabel(now_s, adopt=label)
         self._pending.clear()
@@ -410,11 +409,8 @@ class Tracker:
         rose past the old one's. Both must be known voices (a plain ``unknown`` has no
         vector to score against)."""
         o = self.options
-        crossing_s = None
-        if label in self._labels and segment.label in self._labels:
-            new = self._matrix[self._labels.index(label)]
-            old = self._matrix[self._labels.index(segment.label)]
-            crossing_s = self._crossing_s(new, old)
+        new, old = self._scored(label), self._scored(segment.label)
+        crossing_s = None if new is None or old is None else self._crossing_s(new, old)
         if crossing_s is None:
             return pending[0].end_s - o.change_lag_s
         return crossing_s - o.crossing_lag_s
@@ -430,6 +426,13 @@ class Tracker:
                 crossing_s = before_s + (window.end_s - before_s) * before / (before - lead)
             before_s, before = window.end_s, lead
         return crossing_s
+
+    def _scored(self, label: str | None) -> np.ndarray | None:
+        """The vector this stream scores ``label`` with (a profile as adapted to the
+        session, or an unknown voice's centroid); ``None`` for anything else."""
+        if label not in self._labels:
+            return None
+        return self._matrix[self._labels.index(label)]
 
     def _named(self, label: str | None) -> bool:
         """Whether ``label`` is a known voice (a profile or an unknown voice's label)."""
@@ -563,9 +566,9 @@ class Tracker:
         self._last_vector = self._vector(segment)
         events = []
         previous = segment.previous
-        if segment.label is None and self._named(previous) and previous in self._labels:
+        if segment.label is None and self._scored(previous) is not None:
             # Too unsure to name, but not the voice before it: that much is a change.
-            score = float(self._matrix[self._labels.index(previous)] @ self._last_vector)
+            score = float(self._scored(previous) @ self._last_vector)
             if score < self.options.undecided_change_score:
                 self.last_label = UNKNOWN
                 events += [
