@@ -28,11 +28,9 @@ for the shortest onset window and its value for a full window.
   make a change. It is dated where, from one window to the next, the new voice's score
   overtook the old one's (``crossing_lag_s`` before the end of the window where it did),
   or, when the recent windows show no such crossing or either side is a plain
-  ``unknown``, ``change_lag_s`` before the end of the first deviating window. A change
-  found as a speech region opens is dated back into the previous region when the new
-  voice's first words fell there (see ``lookback_s``). One ambiguous window never makes
-  the label flicker. A window that reaches back over a change into the previous voice
-  does not decide the new segment's label.
+  ``unknown``, ``change_lag_s`` before the end of the first deviating window. One
+  ambiguous window never makes the label flicker. A window that reaches back over a
+  change into the previous voice does not decide the new segment's label.
 """
 
 from __future__ import annotations
@@ -98,11 +96,6 @@ class TrackerOptions:
         change_lag_s: how far before the end of the first deviating window such a change
             is dated when the recent windows show no crossing (or a side is a plain
             ``unknown``, which has no voice to score).
-        lookback_s: a change found as a speech region opens is dated up to this far back
-            into the previous region when the new voice already spoke there (its first
-            words before a pause the gate did not take for a turn's end): at the last
-            onset there whose window leant to the new voice, else where the new voice's
-            score overtook the old one's in the last full windows before the region.
         window_s: the model's full window length (the engine sets it).
         hop_s: seconds between full windows (the engine sets it).
         min_voice_windows: clean full windows a segment needs before its voice becomes a
@@ -140,7 +133,6 @@ class TrackerOptions:
     confirm_windows: int = 2
     crossing_lag_s: float = 0.7
     change_lag_s: float = 1.0
-    lookback_s: float = 1.5
     window_s: float = 1.6
     hop_s: float = 0.2
     # Unknown voices
@@ -212,8 +204,6 @@ class Tracker:
     do windows less similar than ``same_score`` to their segment (overlapped speech)."""
     RECENT_WINDOWS = 8
     """Full windows kept to date a change by where the new voice overtook the old one."""
-    RECENT_ONSETS = 8
-    """Onset windows inside segments kept to date a change found as the next region opens."""
     STRADDLE_INSIDE = 0.7
     """A full window that reaches back over a change inside a speech region counts for the
     new segment only when at least this share of it is after the change: the rest is the
@@ -235,7 +225,6 @@ class Tracker:
         self._settled_onset_s = -1.0  # the last onset settled as continuation or change
         self._pending: list = []  # deviating full windows not yet confirmed as a change
         self._recent: deque = deque(maxlen=self.RECENT_WINDOWS)  # the last full windows
-        self._onsets: deque = deque(maxlen=self.RECENT_ONSETS)  # (start_s, vector)
         self._last_vector: np.ndarray | None = None  # the last closed segment's voice
 
     def set_profiles(self, profiles: dict[str, np.ndarray]) -> None:
@@ -343,9 +332,6 @@ class Tracker:
             return self._relabel(now_s)
         if onset_s <= self._settled_onset_s or onset_s <= segment.start_s:
             return []
-        if self._onsets and self._onsets[-1][0] == onset_s:
-            self._onsets.pop()  # a shorter window of the same onset
-        self._onsets.append((onset_s, window.embedding))
         label, _ = self.classify(window.embedding, window.length_s)
         own = self._labels.index(segment.label) if segment.label in self._labels else None
         scores = self._matrix @ window.embedding if own is not None else None
@@ -429,34 +415,12 @@ class Tracker:
             return pending[0].end_s - o.change_lag_s
         return crossing_s - o.crossing_lag_s
 
-    def _region_change_time(self, label: str, previous: str) -> float:
-        """When the voice changed from ``previous``'s to ``label``'s, for a change found as
-        the speech region opened: in the previous region when the new voice spoke there
-        (see ``lookback_s``), else the region's start."""
-        start_s = self.region_start_s
-        new, old = self._scored(label), self._scored(previous)
-        if new is None or old is None:
-            return start_s
-        earliest_s = start_s - self.options.lookback_s
-        for onset_s, vector in reversed(self._onsets):
-            if earliest_s <= onset_s < start_s and vector @ new > vector @ old:
-                return onset_s
-        crossing_s = self._crossing_s(new, old, until_s=start_s)
-        if crossing_s is not None and crossing_s - self.options.crossing_lag_s >= earliest_s:
-            return crossing_s - self.options.crossing_lag_s
-        return start_s
-
-    def _crossing_s(
-        self, new: np.ndarray, old: np.ndarray, until_s: float = np.inf
-    ) -> float | None:
-        """The last time the recent full windows (those ending by ``until_s``) score ``new``
-        rose past their score for ``old`` between consecutive windows (interpolated end
-        time), or ``None``."""
+    def _crossing_s(self, new: np.ndarray, old: np.ndarray) -> float | None:
+        """The last time the recent full windows' score for ``new`` rose past the one for
+        ``old`` between consecutive windows (interpolated end time), or ``None``."""
         crossing_s = None
         before_s, before = -np.inf, 0.0  # the previous window's end and lead
         for window in self._recent:
-            if window.end_s > until_s:
-                break
             lead = float(window.embedding @ new) - float(window.embedding @ old)
             if before < 0 <= lead and window.end_s - before_s < 1.5 * self.options.hop_s:
                 crossing_s = before_s + (window.end_s - before_s) * before / (before - lead)
@@ -562,10 +526,9 @@ class Tracker:
                 label = previous
         if not segment.changed and previous is not None and previous != label:
             segment.changed = segment.reported = True
-            change_s = segment.start_s
-            if change_s == self.region_start_s:
-                change_s = self._region_change_time(label, previous)
-            events.append(self._event("change", change_s, now_s, now_s, label, score, previous))
+            events.append(
+                self._event("change", segment.start_s, now_s, now_s, label, score, previous)
+            )
         segment.label = self.last_label = label
         events.append(self._event("speaker", segment.start_s, now_s, now_s, label, score))
         return events

@@ -120,38 +120,6 @@ def test_a_turn_without_a_pause_is_dated_where_the_new_voice_overtakes_the_old()
     assert abs(start_s - (crossing_s - TrackerOptions().crossing_lag_s)) < 0.02
 
 
-def test_a_change_found_as_a_region_opens_is_dated_at_the_new_voices_onset_before_it():
-    # Bob's first words came before a pause the gate kept inside alice's region: their
-    # onset was too unsure to name him then, but it leant to him. (Alice scores below
-    # adapt_score throughout, so her profile stays as enrolled.)
-    tracker = Tracker("s", TrackerOptions(), ORTHO)
-    unsure = blend(alice=0.55, bob=0.62)
-    events = region(tracker, [blend(alice=0.8) for _ in range(15)], onsets=[(2.6, 0.6, unsure)])
-    assert not changes(events)
-    events = region(tracker, [blend(bob=0.9) for _ in range(8)], start_s=4.0)
-    assert changes(events) == [("alice", "bob", 2.6)]
-    # Further back than lookback_s, the change stays at the region's start.
-    tracker = Tracker("s", TrackerOptions(lookback_s=1.0), ORTHO)
-    region(tracker, [blend(alice=0.8) for _ in range(15)], onsets=[(2.6, 0.6, unsure)])
-    assert changes(region(tracker, [blend(bob=0.9) for _ in range(8)], start_s=4.0)) == [
-        ("alice", "bob", 4.0)
-    ]
-
-
-def test_a_change_found_as_a_region_opens_is_dated_where_the_new_voice_overtook_the_old():
-    # Alice's region ends on bob's first words: its last window already scores bob higher.
-    tracker = Tracker("s", TrackerOptions(), ORTHO)
-    last = [blend(alice=0.7, bob=0.6), blend(alice=0.6, bob=0.68)]  # ending 3.0 s, 3.2 s
-    events = region(tracker, [blend(alice=0.8) for _ in range(12)] + last)
-    assert labels(events) == ["alice"] and not changes(events)
-    [(previous, label, start_s)] = changes(
-        region(tracker, [blend(bob=0.9) for _ in range(8)], start_s=3.8)
-    )
-    assert (previous, label) == ("alice", "bob")
-    crossing_s = 3.0 + 0.2 * 0.1 / (0.1 + 0.08)
-    assert abs(start_s - (crossing_s - TrackerOptions().crossing_lag_s)) < 0.02
-
-
 def test_events_are_in_time_order_and_segments_tile():
     vectors = [near(PROFILES[n]) for n in ["alice"] * 10 + ["bob"] * 10 + ["alice"] * 10]
     events = drive(vectors)
