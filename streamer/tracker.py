@@ -566,9 +566,10 @@ class Tracker:
         self._last_vector = self._vector(segment)
         events = []
         previous = segment.previous
-        if segment.label is None and self._scored(previous) is not None:
+        before = self._scored(previous)
+        if segment.label is None and before is not None:
             # Too unsure to name, but not the voice before it: that much is a change.
-            score = float(self._scored(previous) @ self._last_vector)
+            score = float(before @ self._last_vector)
             if score < self.options.undecided_change_score:
                 self.last_label = UNKNOWN
                 events += [
