@@ -20,7 +20,9 @@ for the shortest onset window and its value for a full window.
   clean full windows of its segments (windows wholly inside one segment and mostly
   speech, so overlap at turn edges and silence do not pull it), a bounded running mean,
   scored alongside the profiles. :meth:`Tracker.voice` gives a voice's centroid, which
-  is how an unknown voice is promoted to a profile.
+  is how an unknown voice is promoted to a profile. A voice whose centroid comes to
+  match a profile was that speaker heard badly and takes the name, unless the session
+  has already confidently heard that speaker: then it is a stranger who sounds alike.
 * Enrolled profiles adapt to the session: a segment named with a high score teaches the
   stream's copy of that profile its clean windows (the stored profile is not touched).
 * Turns with no pause are caught by full windows: one window that confidently names
@@ -618,8 +620,10 @@ class Tracker:
                 ((n, float(p @ voice.centroid)) for n, p in self.profiles.items()),
                 key=lambda pair: pair[1],
             )
-            if score >= self.options.accept_score:
-                # It was an enrolled voice all along, heard badly at first.
+            if score >= self.options.accept_score and name not in self._session:
+                # It was an enrolled voice all along, heard badly at first. (Once the
+                # session has confidently heard that speaker, a voice of its own near
+                # the profile is somebody else: a stranger who sounds alike.)
                 del self.voices[voice.label]
                 if self.last_label == voice.label:
                     self.last_label = name
