@@ -5,7 +5,7 @@
     python -m clients.subscribe --url ws://host:8765/ --token SECRET
 
 First comes a snapshot (the open streams, who speaks in each now, the profiles), then
-every event as it is decided. Ctrl-C stops.
+every event as it is decided. Ctrl-C (or SIGTERM) stops.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Callable
 
@@ -50,16 +51,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", help="the daemon's token, if it has one")
     parser.add_argument("--json", action="store_true", help="print the raw JSON messages")
     args = parser.parse_args(argv)
-    try:
-        asyncio.run(
-            subscribe(
-                args.url,
-                lambda message: show(message, args.json),
-                streams=args.stream,
-                token=args.token,
-            )
+
+    async def run() -> None:
+        # Ctrl-C and SIGTERM close the connection cleanly (also when the shell started
+        # this client in the background, where Python would ignore Ctrl-C).
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        await subscribe(
+            args.url,
+            lambda message: show(message, args.json),
+            streams=args.stream,
+            token=args.token,
         )
-    except KeyboardInterrupt:
+
+    try:
+        asyncio.run(run())
+    except asyncio.CancelledError:
         return 0
     except OSError as exc:
         print(f"clients.subscribe: error: {exc}", file=sys.stderr)

@@ -22,10 +22,14 @@ ROOT = Path(__file__).resolve().parents[2]
 class Process:
     """A child process whose output lines are read as they come (by a thread each)."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, background: bool = False) -> None:
         env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+        command = [sys.executable, *args]
+        if background:
+            # As a shell starts a background job: Ctrl-C (SIGINT) ignored from the start.
+            command = ["bash", "-c", "trap '' INT; exec \"$@\"", "bash", *command]
         self.process = subprocess.Popen(
-            [sys.executable, *args],
+            command,
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -53,8 +57,8 @@ class Process:
             if match:
                 return match
 
-    def stop(self, timeout_s: float = 30.0) -> int:
-        self.process.send_signal(signal.SIGINT)
+    def stop(self, timeout_s: float = 30.0, sig: int = signal.SIGINT) -> int:
+        self.process.send_signal(sig)
         code = self.process.wait(timeout=timeout_s)
         for name in self.lines:
             while not self.lines[name].empty():
@@ -69,13 +73,23 @@ def test_serve_with_the_example_clients(store, audio):
         url = f"ws://127.0.0.1:{port}/"
         watcher = Process("-m", "clients.subscribe", "--url", url)
         watcher.wait_for(r"^profiles: alice, bob$", "out")
+        # Two more that stop cleanly too: one on SIGTERM, one started as a background job
+        # (where Python alone would ignore Ctrl-C).
+        others = [
+            Process("-m", "clients.subscribe", "--url", url, "--json"),
+            Process("-m", "clients.subscribe", "--url", url, "--json", background=True),
+        ]
+        for other in others:
+            other.wait_for(r'"type": "snapshot"', "out")
         sender = Process(
             "-m", "clients.stream", str(audio["talk.wav"]), "--url", url, "--stream", "talk"
         )
         assert sender.process.wait(timeout=60) == 0
         sender.stop()
         watcher.wait_for(r"^\[talk\] ended after", "out")
-        assert watcher.stop() in (0, -signal.SIGINT)
+        assert watcher.stop() == 0
+        assert others[0].stop(sig=signal.SIGTERM) == 0
+        assert others[1].stop(timeout_s=10.0) == 0
     finally:
         code = daemon.stop()
     assert code == 0
@@ -89,9 +103,10 @@ def test_serve_with_the_example_clients(store, audio):
     for pattern in (
         r"client 1 connected from 127\.0\.0\.1:\d+",
         r"client 1 subscribed to all streams",
-        r"stream 'talk' started by client 2 \(16000 Hz int16 x1 -> 16000 Hz\)",
+        r"stream 'talk' started by client 4 \(16000 Hz int16 x1 -> 16000 Hz\)",
         rf"stream 'talk' ended: ended by its client \({seconds} s of audio\)",
-        r"client 2 disconnected \(close code 1000, after \d+\.\d s\)",
+        r"client 4 disconnected \(close code 1000, after \d+\.\d s\)",
+        *(rf"client {n} disconnected \(close code 1000, after \d+\.\d s\)" for n in (1, 2, 3)),
         r"stopped$",
     ):
         assert re.search(pattern, log, re.M), (pattern, log)
