@@ -184,8 +184,9 @@ def main(argv: list[str] | None = None) -> int:
 
     async def run() -> dict:
         stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, stop.set)
         printer = lambda message: show(message, args.json)  # noqa: E731
         if args.mic is not None:
             device = int(args.mic) if args.mic.isdigit() else (args.mic or None)

@@ -55,10 +55,11 @@ AXES = np.eye(DIM, dtype=np.float32)
 ORTHO = {"alice": AXES[0], "bob": AXES[1]}
 
 
-def blend(**scores):
-    """A unit vector scoring ``scores`` against the named ``ORTHO`` profiles."""
+def blend(rest=AXES[5], **scores):
+    """A unit vector scoring ``scores`` against the named ``ORTHO`` profiles; the rest of
+    it lies along ``rest``."""
     v = sum(score * ORTHO[name] for name, score in scores.items())
-    return (v + np.sqrt(1 - float(v @ v)) * AXES[5]).astype(np.float32)
+    return (v + np.sqrt(1 - float(v @ v)) * rest).astype(np.float32)
 
 
 def changes(events):
@@ -331,21 +332,16 @@ def test_an_unknown_that_was_a_known_unknown_voice_is_no_second_change():
     assert changes(events) == [("speaker-1", "alice", 10.0), ("alice", UNKNOWN, 20.0)]
 
 
-def mix(alice, other):
-    """A unit vector scoring ``alice`` against alice's profile, the rest along ``other``."""
-    return (alice * ORTHO["alice"] + np.sqrt(1 - alice**2) * other).astype(np.float32)
-
-
 def test_a_voice_that_comes_to_match_an_unheard_profile_takes_its_name():
     # Alice heard badly: 0.70 to her profile, so her first region is an unknown voice;
     # her next one, at 0.80, is closer to that voice than to the profile, and folding it
     # in brings the voice to 0.75 of the profile: it was her all along.
     tracker = Tracker("s", TrackerOptions(), ORTHO)
-    events = region(tracker, [mix(0.70, AXES[3])] * 15)
-    events += region(tracker, [mix(0.80, AXES[3])] * 15, start_s=10.0)
+    events = region(tracker, [blend(alice=0.70, rest=AXES[3])] * 15)
+    events += region(tracker, [blend(alice=0.80, rest=AXES[3])] * 15, start_s=10.0)
     assert labels(events) == ["speaker-1", "speaker-1"]
     assert not tracker.voices
-    events = region(tracker, [mix(0.75, AXES[3])] * 15, start_s=20.0)
+    events = region(tracker, [blend(alice=0.75, rest=AXES[3])] * 15, start_s=20.0)
     assert labels(events) == ["alice"]
 
 
@@ -355,7 +351,7 @@ def test_a_voice_near_a_profile_whose_speaker_was_heard_is_a_stranger():
     # A stranger at 0.76 to alice's enrollment but 0.72 to her as this session hears
     # her: never named; a voice of its own, which stays one although it is as close to
     # the enrolled profile as a name needs.
-    stranger = [mix(0.76, AXES[3])] * 15
+    stranger = [blend(alice=0.76, rest=AXES[3])] * 15
     assert float(tracker.adapted("alice") @ stranger[0]) < TrackerOptions().accept_score
     events += region(tracker, stranger, start_s=10.0)
     events += region(tracker, stranger, start_s=20.0)
