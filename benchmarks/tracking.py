@@ -88,6 +88,11 @@ def main(argv=None) -> int:
     parser.add_argument("--strangers", type=int, default=1)
     parser.add_argument("--duration-s", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--cut-anywhere",
+        action="store_true",
+        help="cut turns at their drawn lengths, mid-word too, not at pauses (harder)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -96,6 +101,7 @@ def main(argv=None) -> int:
         n_strangers=args.strangers,
         duration_s=args.duration_s,
         seed=args.seed,
+        cut_at_pauses=not args.cut_anywhere,
     )
     # As `streamer track` runs a file: the worker takes 4 s of audio per step.
     engine = build_engine(PipelineOptions(worker=WorkerOptions(step_s=FILE_BATCH_S)))
@@ -145,7 +151,8 @@ def main(argv=None) -> int:
     }
     table = Table(
         title=f"streamer tracking benchmark ({args.count} conversations, "
-        f"{args.speakers} enrolled + {args.strangers} stranger)"
+        f"{args.speakers} enrolled + {args.strangers} stranger, "
+        f"turns cut {'anywhere' if args.cut_anywhere else 'at pauses'})"
     )
     table.add_column("metric")
     table.add_column("value", justify="right")

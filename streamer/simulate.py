@@ -3,8 +3,10 @@
 Each participant's recording is split once: its first ``enroll_s`` seconds become the
 enrollment audio, the rest is the material that conversation turns are cut from, in
 order, starting again from the top of the material when it runs out. Enrollment audio
-therefore never appears in the conversation. The reference turns are written while the
-audio is built, so they are exact to the sample.
+therefore never appears in the conversation. Cuts move to the nearest pause in the
+material, so a turn starts at the beginning of a phrase and ends at the end of one, as
+real turns do, rather than opening on the tail of a word. The reference turns are
+written while the audio is built, so they are exact to the sample.
 
 The core, :func:`simulate`, works on in-memory float32 arrays; :func:`simulate_from_folder`
 reads a folder of recordings (LibriSpeech-style ``SPEAKER-CHAPTER-UTT.flac``) first.
@@ -31,6 +33,8 @@ _TRIM_FRAME_S = 0.01
 _FADE_S = 0.01
 _PEAK_LIMIT = 0.99
 _TRIM_ATTEMPTS = 3
+_PAUSE_S = 0.15  # shortest quiet run between two phrases
+_SNAP_S = 1.0  # farthest a cut moves to reach a pause
 
 
 @dataclass
@@ -55,6 +59,10 @@ class SimulationOptions:
             split the same way, so a speaker's turns do not depend on their role.
         trim_top_db: Leading and trailing audio more than this far below a piece's
             loudest 10 ms frame is trimmed, so reference turns start and end on speech.
+        cut_at_pauses: Move each cut to the nearest pause (0.15 s or more this far below
+            the recording's loudest frame) within 1 s, so turns hold whole phrases.
+            ``False`` cuts at the drawn lengths exactly, often mid-word: turns then may
+            open with a fragment of the previous phrase, a harder and less natural test.
         sample_rate: Sample rate of the recordings, the conversation and enrollment.
         seed: Seed of every random draw; the same inputs and seed give the same result.
     """
@@ -69,6 +77,7 @@ class SimulationOptions:
     overlap_max_s: float = 0.5
     enroll_s: float = 6.0
     trim_top_db: float = 30.0
+    cut_at_pauses: bool = True
     sample_rate: int = 16000
     seed: int = 0
 
@@ -228,6 +237,7 @@ def simulate(
     sr = options.sample_rate
     enroll_n = round(options.enroll_s * sr)
     materials: dict[str, np.ndarray] = {}
+    pauses: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     enrollment: dict[str, np.ndarray] = {}
     for speaker in participants:
         recording = np.asarray(recordings[speaker], dtype=np.float32)
@@ -239,6 +249,7 @@ def simulate(
                 f"enroll_s + turn_min_s = {options.min_recording_s:.1f} s"
             )
         materials[speaker] = recording[enroll_n:]
+        pauses[speaker] = _pauses(materials[speaker], options)
         if speaker in enrolled:
             enrollment[speaker] = recording[:enroll_n].copy()
 
@@ -261,7 +272,7 @@ def simulate(
         overlaps = prev is not None and rng.random() < options.overlap_prob
         shift_s = rng.uniform(0, options.overlap_max_s if overlaps else options.gap_max_s)
 
-        piece = _cut(materials, cursors, speaker, round(target_s * sr), options)
+        piece = _cut(materials[speaker], pauses[speaker], cursors, speaker, target_s, options)
         if prev is None:
             start = round(shift_s * sr)
         elif overlaps:
@@ -327,28 +338,43 @@ def _duration_s(path: Path) -> float:
 
 
 def _cut(
-    materials: dict[str, np.ndarray],
+    material: np.ndarray,
+    pauses: tuple[np.ndarray, np.ndarray],
     cursors: dict[str, int],
     speaker: str,
-    length: int,
+    target_s: float,
     options: SimulationOptions,
 ) -> np.ndarray:
     """The next piece of a speaker's material, trimmed to speech; advances the cursor.
 
-    A piece whose speech is shorter than ``turn_min_s`` is replaced by the next one (a
-    few tries); the longest try is kept.
+    The piece starts at the end of the first pause within reach of the cursor and ends at
+    the start of the pause nearest ``target_s`` later (where there are such pauses). A
+    piece whose speech is shorter than ``turn_min_s`` is replaced by the next one (a few
+    tries); the longest try is kept.
     """
-    material = materials[speaker]
-    length = min(length, len(material))
-    min_n = round(options.turn_min_s * options.sample_rate)
+    sr = options.sample_rate
+    length = min(round(target_s * sr), len(material))
+    min_n, max_n = round(options.turn_min_s * sr), round(options.turn_max_s * sr)
+    reach = round(_SNAP_S * sr)
+    pause_starts, pause_ends = pauses
     best = np.zeros(0, dtype=np.float32)
     for _ in range(_TRIM_ATTEMPTS):
         if cursors[speaker] + length > len(material):
             cursors[speaker] = 0
         begin = cursors[speaker]
-        cursors[speaker] = begin + length
-        piece = material[begin : begin + length]
-        lo, hi = _speech_bounds(piece, options.sample_rate, options.trim_top_db)
+        after = pause_ends[(pause_ends > begin) & (pause_starts <= begin + reach)]
+        begin = int(after[0]) if len(after) else begin
+        end = begin + length
+        stops = pause_starts[
+            (pause_starts >= begin + min_n)
+            & (pause_starts <= begin + max_n)
+            & (np.abs(pause_starts - end) <= reach)
+        ]
+        if len(stops):
+            end = int(stops[np.argmin(np.abs(stops - end))])
+        cursors[speaker] = end
+        piece = material[begin:end]
+        lo, hi = _speech_bounds(piece, sr, options.trim_top_db)
         if hi - lo > len(best):
             best = piece[lo:hi]
         if len(best) >= min_n:
@@ -361,20 +387,38 @@ def _cut(
     return best.copy()
 
 
+def _pauses(material: np.ndarray, options: SimulationOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end samples of the pauses in ``material`` (none unless ``cut_at_pauses``)."""
+    hop, power = _frame_power(material, options.sample_rate)
+    if not options.cut_at_pauses or len(power) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    quiet = power < float(power.max()) * 10 ** (-options.trim_top_db / 10)
+    edges = np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    long_enough = ends - starts >= round(_PAUSE_S / _TRIM_FRAME_S)
+    return starts[long_enough] * hop, ends[long_enough] * hop
+
+
 def _speech_bounds(piece: np.ndarray, sample_rate: int, top_db: float) -> tuple[int, int]:
     """Sample range from the first to the last 10 ms frame within ``top_db`` of the
     loudest frame; ``(0, 0)`` for silence."""
-    hop = max(1, round(_TRIM_FRAME_S * sample_rate))
-    n_frames = len(piece) // hop
+    hop, power = _frame_power(piece, sample_rate)
+    n_frames = len(power)
     if n_frames == 0:
         return 0, 0
-    power = np.mean(np.square(piece[: n_frames * hop].reshape(n_frames, hop)), axis=1)
     peak = float(power.max())
     if peak <= 0:
         return 0, 0
     loud = np.flatnonzero(power >= peak * 10 ** (-top_db / 10))
     last = int(loud[-1])
     return int(loud[0]) * hop, len(piece) if last == n_frames - 1 else (last + 1) * hop
+
+
+def _frame_power(audio: np.ndarray, sample_rate: int) -> tuple[int, np.ndarray]:
+    """Samples per 10 ms frame, and the mean power of each whole frame of ``audio``."""
+    hop = max(1, round(_TRIM_FRAME_S * sample_rate))
+    n_frames = len(audio) // hop
+    return hop, np.mean(np.square(audio[: n_frames * hop].reshape(n_frames, hop)), axis=1)
 
 
 def _fade(piece: np.ndarray, sample_rate: int) -> None:

@@ -145,16 +145,20 @@ def test_enrollment_audio_never_occurs_in_the_conversation():
         assert _peak_correlation(conv.audio, material) > 0.9
 
 
-def test_trimmed_turns_start_and_end_on_speech():
+def phrase_voices(on_s: float, off_s: float, seconds: float = 14.0) -> dict[str, np.ndarray]:
+    """Three "readers": noise phrases of ``on_s`` seconds, each followed by ``off_s`` of
+    silence, the recording starting at the top of a phrase."""
     rng = np.random.default_rng(3)
-    on, off = round(0.7031 * SR), round(0.4173 * SR)
-    pattern = np.concatenate([np.ones(on), np.zeros(off)])
-    voices = {
-        f"spk{i}": (0.1 * rng.standard_normal(14 * SR) * np.resize(pattern, 14 * SR)).astype(
-            np.float32
-        )
+    pattern = np.concatenate([np.ones(round(on_s * SR)), np.zeros(round(off_s * SR))])
+    n = round(seconds * SR)
+    return {
+        f"spk{i}": (0.1 * rng.standard_normal(n) * np.resize(pattern, n)).astype(np.float32)
         for i in range(3)
     }
+
+
+def test_trimmed_turns_start_and_end_on_speech():
+    voices = phrase_voices(0.7031, 0.4173)
     opts = options(overlap_prob=0.0, turn_min_s=1.0, turn_max_s=4.0, seed=1)
     conv = simulate(voices, opts)
     assert len(conv.turns) > 5
@@ -166,6 +170,23 @@ def test_trimmed_turns_start_and_end_on_speech():
     for turn in conv.turns:
         silent[round(turn.start_s * SR) : round(turn.end_s * SR)] = False
     assert not np.any(conv.audio[silent])  # no audio outside the reference turns
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_turns_hold_whole_phrases_unless_cut_anywhere(seed):
+    # 1.3 s phrases, 0.3 s pauses; the 2 s enrollment ends 0.4 s into a phrase, so the
+    # material starts mid-phrase. A turn of whole phrases lasts k * 1.6 - 0.3 s.
+    voices = phrase_voices(1.3, 0.3, seconds=20.0)
+    case = dict(overlap_prob=0.0, turn_min_s=1.0, turn_max_s=3.5, seed=seed)
+
+    def fractions(conv):  # how far each turn is from whole phrases, in phrase periods
+        spans = [(t.duration_s + 0.3) / 1.6 for t in conv.turns[:-1]]  # last one: clipped
+        return np.abs(np.array(spans) - np.round(spans))
+
+    whole = fractions(simulate(voices, options(**case)))
+    assert len(whole) >= 8 and np.all(whole < 1e-3)
+    anywhere = fractions(simulate(voices, options(**case, cut_at_pauses=False)))
+    assert np.mean(anywhere > 0.05) > 0.5
 
 
 def test_strangers_take_turns_without_enrollment():
@@ -263,6 +284,25 @@ def test_cli_writes_conversations(tmp_path):
         assert (out / file_id / f"{file_id}.wav").is_file()
         assert len(list((out / file_id / "enroll").glob("*.wav"))) == 3
     assert sorted(read_rttm(out / "reference.rttm")) == ["sim0000", "sim0001"]
+
+
+def test_cli_cuts_at_pauses_unless_told_to_cut_anywhere(tmp_path):
+    from streamer.cli import simulate as command
+
+    for name, audio in phrase_voices(1.0, 0.3, seconds=20.0).items():
+        sf.write(tmp_path / f"{name}.wav", audio, SR)
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    spans = {}
+    for flags in ([], ["--cut-anywhere"]):
+        out = tmp_path / ("out" + "".join(flags))
+        argv = ["simulate", str(tmp_path), str(out), "--count", "1", "--enroll-s", "2"]
+        args = parser.parse_args([*argv, "--strangers", "0", "--overlap-prob", "0", *flags])
+        assert args.func(args) == 0
+        turns = read_rttm(out / "reference.rttm")["sim0000"][:-1]
+        spans[bool(flags)] = np.array([(end - start + 0.3) / 1.3 for start, end, _ in turns])
+    assert np.allclose(spans[False], np.round(spans[False]), atol=2e-3)
+    assert not np.allclose(spans[True], np.round(spans[True]), atol=2e-3)
 
 
 @pytest.mark.skipif(

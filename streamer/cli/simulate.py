@@ -36,6 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--enroll-s", type=float, default=defaults.enroll_s)
     parser.add_argument("--overlap-prob", type=float, default=defaults.overlap_prob)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--cut-anywhere",
+        action="store_true",
+        help="cut turns at their drawn lengths, mid-word too, instead of at pauses",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -53,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         enroll_s=args.enroll_s,
         overlap_prob=args.overlap_prob,
         seed=args.seed,
+        cut_at_pauses=not args.cut_anywhere,
     )
     out_dir: Path = args.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
