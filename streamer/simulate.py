@@ -347,31 +347,17 @@ def _cut(
 ) -> np.ndarray:
     """The next piece of a speaker's material, trimmed to speech; advances the cursor.
 
-    The piece starts at the end of the first pause within reach of the cursor and ends at
-    the start of the pause nearest ``target_s`` later (where there are such pauses). A
-    piece whose speech is shorter than ``turn_min_s`` is replaced by the next one (a few
-    tries); the longest try is kept.
+    A piece whose speech is shorter than ``turn_min_s`` is replaced by the next one (a
+    few tries); the longest try is kept.
     """
     sr = options.sample_rate
     length = min(round(target_s * sr), len(material))
-    min_n, max_n = round(options.turn_min_s * sr), round(options.turn_max_s * sr)
-    reach = round(_SNAP_S * sr)
-    pause_starts, pause_ends = pauses
+    min_n = round(options.turn_min_s * sr)
     best = np.zeros(0, dtype=np.float32)
     for _ in range(_TRIM_ATTEMPTS):
         if cursors[speaker] + length > len(material):
             cursors[speaker] = 0
-        begin = cursors[speaker]
-        after = pause_ends[(pause_ends > begin) & (pause_starts <= begin + reach)]
-        begin = int(after[0]) if len(after) else begin
-        end = begin + length
-        stops = pause_starts[
-            (pause_starts >= begin + min_n)
-            & (pause_starts <= begin + max_n)
-            & (np.abs(pause_starts - end) <= reach)
-        ]
-        if len(stops):
-            end = int(stops[np.argmin(np.abs(stops - end))])
+        begin, end = _snap_to_pauses(cursors[speaker], length, pauses, options)
         cursors[speaker] = end
         piece = material[begin:end]
         lo, hi = _speech_bounds(piece, sr, options.trim_top_db)
@@ -387,12 +373,34 @@ def _cut(
     return best.copy()
 
 
+def _snap_to_pauses(
+    begin: int, length: int, pauses: tuple[np.ndarray, np.ndarray], options: SimulationOptions
+) -> tuple[int, int]:
+    """The span of a piece drawn at ``begin`` with ``length`` samples, moved to pauses:
+    it starts where the first pause within reach of ``begin`` ends and ends where the
+    pause nearest ``length`` later starts (a side with no pause in reach stays put)."""
+    sr = options.sample_rate
+    reach = round(_SNAP_S * sr)
+    pause_starts, pause_ends = pauses
+    after = pause_ends[(pause_ends > begin) & (pause_starts <= begin + reach)]
+    begin = int(after[0]) if len(after) else begin
+    end = begin + length
+    stops = pause_starts[
+        (pause_starts >= begin + round(options.turn_min_s * sr))
+        & (pause_starts <= begin + round(options.turn_max_s * sr))
+        & (np.abs(pause_starts - end) <= reach)
+    ]
+    if len(stops):
+        end = int(stops[np.argmin(np.abs(stops - end))])
+    return begin, end
+
+
 def _pauses(material: np.ndarray, options: SimulationOptions) -> tuple[np.ndarray, np.ndarray]:
     """Start and end samples of the pauses in ``material`` (none unless ``cut_at_pauses``)."""
-    hop, power = _frame_power(material, options.sample_rate)
-    if not options.cut_at_pauses or len(power) == 0:
+    if not options.cut_at_pauses:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    quiet = power < float(power.max()) * 10 ** (-options.trim_top_db / 10)
+    hop, power = _frame_power(material, options.sample_rate)
+    quiet = power < float(power.max(initial=0.0)) * 10 ** (-options.trim_top_db / 10)
     edges = np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]]))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     long_enough = ends - starts >= round(_PAUSE_S / _TRIM_FRAME_S)
