@@ -46,9 +46,9 @@ ENROLLED = ("alice", "bob", "carol")
 def make_store(folder: Path) -> None:
     """Profiles of the synthetic voices, from speech the conversations do not use."""
     from streamer.enroll import enroll
+    from streamer.evaluation.synth import speech
     from streamer.pipeline import PipelineOptions, build_engine
     from streamer.profiles import ProfileStore
-    from streamer.synth import speech
 
     store = ProfileStore(folder)
     engine = build_engine(PipelineOptions())
@@ -58,7 +58,7 @@ def make_store(folder: Path) -> None:
 
 def conversations(count: int, seconds: float) -> list[np.ndarray]:
     """``count`` different conversations of about ``seconds`` each, as int16."""
-    from streamer.synth import conversation
+    from streamer.evaluation.synth import conversation
 
     voices = (*ENROLLED, "dave")
     out = []

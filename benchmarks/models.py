@@ -32,11 +32,11 @@ from rich.table import Table
 from threadpoolctl import threadpool_limits
 
 from streamer.errors import ModelError
+from streamer.evaluation.synth import conversation, speech
 from streamer.models import MODELS, Embedder, ModelSpec, get_spec
 from streamer.models.backends import mlx_installed
 from streamer.pipeline import track_chunks
 from streamer.sources.file import array_chunks
-from streamer.synth import conversation, speech
 from streamer.vad import SileroVAD
 from streamer.worker import Engine
 

@@ -3,8 +3,8 @@
     python benchmarks/tracking.py ../shared/data/librispeech-train-clean-100 --count 100
 
 Builds ``--count`` deterministic conversations from a folder of single-speaker
-recordings (``streamer.simulate``), enrolls each enrolled speaker from audio not used in
-its conversation, streams the conversation through the same pipeline as ``streamer
+recordings (``streamer.evaluation.simulate``), enrolls each enrolled speaker from audio
+not used in its conversation, streams the conversation through the same pipeline as ``streamer
 track`` (20 ms chunks) and prints a table of identity, diarization, change and speed
 figures. Identity and DER score the result ``streamer track --rttm`` writes (a speaker's
 segments joined across pauses of up to ``MERGE_GAP_S``); ``identity_accuracy_live``
@@ -27,9 +27,7 @@ from rich.progress import track
 from rich.table import Table
 
 from streamer.enroll import collect
-from streamer.events import Event
-from streamer.pipeline import FILE_BATCH_S, PipelineOptions, build_engine, track_chunks
-from streamer.scoring import (
+from streamer.evaluation.scoring import (
     ChangeScores,
     DerScores,
     IdentityScores,
@@ -37,7 +35,9 @@ from streamer.scoring import (
     der,
     identity_scores,
 )
-from streamer.simulate import SimulationOptions, simulate_from_folder
+from streamer.evaluation.simulate import SimulationOptions, simulate_from_folder
+from streamer.events import Event
+from streamer.pipeline import FILE_BATCH_S, PipelineOptions, build_engine, track_chunks
 from streamer.sinks.rttm import MERGE_GAP_S, merge_gaps
 from streamer.worker import WorkerOptions
 

@@ -37,15 +37,15 @@ from rich.progress import track
 from rich.table import Table
 
 from streamer.audio import load_audio
-from streamer.pipeline import PipelineOptions, build_engine, track_chunks
-from streamer.scoring import DerScores, der, read_rttm, read_uem
-from streamer.simulate import (
+from streamer.evaluation.scoring import DerScores, der, read_rttm, read_uem
+from streamer.evaluation.simulate import (
     SimulationOptions,
     load_speaker_folder,
     pick_speakers,
     simulate,
     simulate_from_folder,
 )
+from streamer.pipeline import PipelineOptions, build_engine, track_chunks
 from streamer.tracker import Tracker
 
 GRID_S = 0.01

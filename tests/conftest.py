@@ -20,10 +20,10 @@ import pytest
 import torch
 
 from streamer.enroll import collect
+from streamer.evaluation.synth import speech
 from streamer.features.fbank import KaldiFbank
 from streamer.models import Embedder, get_spec
 from streamer.models.wespeaker_resnet34 import ResNet34Encoder
-from streamer.synth import speech
 from streamer.vad import SileroVAD
 from streamer.worker import Engine
 

@@ -5,8 +5,8 @@ import pytest
 
 from streamer.enroll import enroll
 from streamer.errors import NoSpeechError, ProfileError
+from streamer.evaluation.synth import speech
 from streamer.profiles import Profile, ProfileStore
-from streamer.synth import speech
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from streamer.errors import StreamerError
-from streamer.scoring import (
+from streamer.evaluation.scoring import (
     ChangeScores,
     DerScores,
     IdentityScores,

@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 
 from streamer.errors import AudioError, ConfigError
-from streamer.scoring import read_rttm
-from streamer.simulate import (
+from streamer.evaluation.scoring import read_rttm
+from streamer.evaluation.simulate import (
     Conversation,
     SimulationOptions,
     load_speaker_folder,

@@ -1,4 +1,4 @@
-"""Checks for the espeak-ng test-speech helper (tests/synth.py)."""
+"""Checks for the espeak-ng test-speech helper (streamer/evaluation/synth.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import librosa
 import numpy as np
 import pytest
 
-from streamer import synth
+from streamer.evaluation import synth
 
 SR = 16000
 TEXT = "The quick brown fox jumps over the lazy dog near the river bank."

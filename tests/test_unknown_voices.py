@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from streamer.evaluation.synth import conversation
 from streamer.profiles import ProfileStore
-from streamer.synth import conversation
 from tests.conftest import label_share, run_stream
 
 # Nobody enrolled; carol returns after two others spoke, alice after a long silence.

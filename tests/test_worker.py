@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from streamer.synth import conversation
+from streamer.evaluation.synth import conversation
 from tests.conftest import ENROLLED, label_share, run_stream
 
 TURNS = [

@@ -44,11 +44,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from ..enroll import enroll
+    from ..evaluation.synth import conversation, speech
     from ..pipeline import track_chunks
     from ..profiles import ProfileStore
     from ..sinks.console import ConsoleSink
     from ..sources.file import array_chunks, paced
-    from ..synth import conversation, speech
 
     console = Console(highlight=False)
     with tempfile.TemporaryDirectory(prefix="streamer-demo-") as folder:

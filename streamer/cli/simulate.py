@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..simulate import SimulationOptions, simulate_from_folder
+from ..evaluation.simulate import SimulationOptions, simulate_from_folder
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -17,7 +17,7 @@ import soundfile as sf
 
 import streamer.cli
 from streamer.cli import main
-from streamer.synth import conversation, speech
+from streamer.evaluation.synth import conversation, speech
 
 SR = 16_000
 TURNS = [("alice", 6.0), ("bob", 6.0), ("alice", 5.0)]

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from streamer.synth import speech
+from streamer.evaluation.synth import speech
 
 
 def test_devices_lists_the_input_devices(cli, pulse_mic):

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from streamer.evaluation.scoring import read_rttm
+from streamer.evaluation.synth import conversation, speech
 from streamer.events import EVENT_TYPES, SCHEMA_VERSION
 from streamer.models import MODELS, get_spec
 from streamer.models.backends import choose_backend, mlx_device_name
 from streamer.models.ge2e_lstm import default_weights_path
-from streamer.scoring import read_rttm
-from streamer.synth import conversation, speech
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import pytest
 from rich.console import Console
 
 import streamer.pipeline
+from streamer.evaluation.scoring import read_rttm
 from streamer.events import EVENT_TYPES, SCHEMA_VERSION, Event
 from streamer.profiles import ProfileStore
-from streamer.scoring import read_rttm
 from streamer.sinks.console import ConsoleSink
 from streamer.sinks.rttm import MERGE_GAP_S, merge_gaps
 
@@ -77,7 +77,7 @@ def test_rttm_is_the_segment_events_sorted_and_joined_across_short_pauses(tracke
 
 
 def test_the_enrolled_voices_are_named(tracked):
-    from streamer.synth import conversation
+    from streamer.evaluation.synth import conversation
 
     _, reference = conversation(TURNS, gap_s=0.6, seed=7)
     segments = read_rttm(tracked / "talk.rttm")["talk"]

@@ -12,7 +12,7 @@ from clients.common import describe
 from clients.stream import main as stream_main
 from clients.stream import stream_file
 from clients.subscribe import subscribe
-from streamer.synth import conversation
+from streamer.evaluation.synth import conversation
 from tests.server.conftest import daemon, run, url_of
 
 

@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
+from streamer.evaluation.synth import speech
 from streamer.features.fbank import KaldiFbank
-from streamer.synth import speech
 
 
 def kaldi_fbank(wave: np.ndarray) -> np.ndarray:

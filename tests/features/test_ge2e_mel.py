@@ -2,8 +2,8 @@ import librosa
 import numpy as np
 import pytest
 
+from streamer.evaluation.synth import speech
 from streamer.features.ge2e_mel import GE2EMel
-from streamer.synth import speech
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ import librosa
 import numpy as np
 import pytest
 
+from streamer.evaluation.synth import speech
 from streamer.features.tacotron_mel import TacotronMel
-from streamer.synth import speech
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from streamer.errors import ModelError
+from streamer.evaluation.synth import speech
 from streamer.features.ge2e_mel import GE2EMel
 from streamer.models import Embedder
 from streamer.models.ge2e_lstm import default_weights_path, load_ge2e
-from streamer.synth import speech
 from tests.conftest import run_stream
 
 

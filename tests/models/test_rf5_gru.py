@@ -9,10 +9,10 @@ import soxr
 import torch
 
 from streamer.errors import ConfigError, ModelError
+from streamer.evaluation.synth import conversation, speech
 from streamer.features.tacotron_mel import TacotronMel
 from streamer.models import Embedder, get_spec
 from streamer.models.rf5_gru import load_rf5_gru
-from streamer.synth import conversation, speech
 from streamer.worker import Engine, WorkerOptions
 from tests.conftest import run_stream
 from tests.features.test_tacotron_mel import librosa_log_mel

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from streamer.errors import ModelError
+from streamer.evaluation.synth import speech
 from streamer.features.fbank import KaldiFbank
 from streamer.models import Embedder, get_spec
 from streamer.models.ge2e_lstm import default_weights_path
 from streamer.models.wespeaker_resnet34 import ResNet34Encoder, load_resnet34
-from streamer.synth import speech
 from streamer.worker import Engine
 from tests.conftest import as_npz, random_resnet34, run_stream, save_pyannote
 

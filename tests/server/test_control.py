@@ -9,8 +9,8 @@ import pytest
 
 from streamer.enroll import FEEDBACK, EnrollmentReport, Feedback
 from streamer.errors import ProfileError
+from streamer.evaluation.synth import conversation, speech
 from streamer.profiles import Profile
-from streamer.synth import conversation, speech
 from tests.conftest import label_share
 from tests.server.conftest import SR, Client, daemon, run
 

@@ -12,7 +12,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 from websockets.frames import Frame, Opcode
 
-from streamer.synth import conversation, speech
+from streamer.evaluation.synth import conversation, speech
 from tests.server.conftest import SR, Client, daemon, http_get, metric, run, url_of
 
 TOKEN = "s3cret-token-for-tests"

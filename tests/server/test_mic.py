@@ -6,8 +6,8 @@ import asyncio
 
 import numpy as np
 
+from streamer.evaluation.synth import conversation
 from streamer.sources.mic import Microphone
-from streamer.synth import conversation
 from tests.server.conftest import SR, Client, daemon, run
 
 

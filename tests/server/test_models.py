@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from streamer.evaluation.synth import conversation
 from streamer.models import Embedder, get_spec
 from streamer.profiles import ProfileStore
-from streamer.synth import conversation
 from streamer.vad import SileroVAD
 from streamer.worker import Engine
 from tests.server.conftest import Client, daemon, run

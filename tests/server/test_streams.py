@@ -6,7 +6,7 @@ import asyncio
 
 import numpy as np
 
-from streamer.synth import conversation
+from streamer.evaluation.synth import conversation
 from streamer.worker import WorkerOptions
 from tests.conftest import label_share
 from tests.server.conftest import (

@@ -9,8 +9,8 @@ import time
 
 from websockets.asyncio.client import connect
 
+from streamer.evaluation.synth import conversation
 from streamer.events import Event
-from streamer.synth import conversation
 from tests.server.conftest import SR, Client, daemon, http_get, metric, reference, run, url_of
 
 QUEUE = 16

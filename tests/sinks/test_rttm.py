@@ -8,8 +8,8 @@ import stat
 import pytest
 
 from streamer.errors import ConfigError
+from streamer.evaluation.scoring import read_rttm
 from streamer.events import Event
-from streamer.scoring import read_rttm
 from streamer.sinks.rttm import RttmSink, format_rttm, merge_gaps
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from streamer.errors import AudioError, ConfigError
+from streamer.evaluation.synth import speech
 from streamer.sources import mic as mic_module
 from streamer.sources.mic import Microphone, find_input_device, load_sounddevice
-from streamer.synth import speech
 
 
 def test_records_what_the_device_hears_at_its_own_rate(pulse_mic):

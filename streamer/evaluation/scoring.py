@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import StreamerError
+from ..errors import StreamerError
 
 Segment = tuple[float, float, str]
 """``(start_s, end_s, label)``."""

@@ -24,8 +24,8 @@ from typing import NamedTuple
 import numpy as np
 import soundfile as sf
 
-from .audio import load_audio
-from .errors import AudioError, ConfigError, NoSpeechError
+from ..audio import load_audio
+from ..errors import AudioError, ConfigError, NoSpeechError
 
 AUDIO_SUFFIXES = (".flac", ".wav")
 _LIBRISPEECH_NAME = re.compile(r"^([^-]+)-[^-]+-[^-]+$")
