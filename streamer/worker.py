@@ -300,7 +300,9 @@ class Engine:
         """Process what is left of a stream, close its open regions, and forget it."""
         stream = self.streams[stream_id]
         stream.closed = True
-        events = self.drain()
+        events: list[Event] = []
+        while stream.pending_samples:  # its own audio only: the other streams go on
+            events += self.step([stream])
         update = stream.gate.close(stream.time_s)
         events += stream.tracker.close(update, stream.time_s)
         del self.streams[stream_id]
@@ -349,10 +351,13 @@ class Engine:
             events += self.step()
         return events
 
-    def step(self) -> list[Event]:
-        """Process up to ``step_s`` of new audio per stream; return the events it decided."""
+    def step(self, streams: list[Stream] | None = None) -> list[Event]:
+        """Process up to ``step_s`` of new audio per stream (of ``streams``, default all);
+        return the events it decided."""
         spec = self.embedder.spec
-        active = [s for s in self.streams.values() if s.pending_samples]
+        active = [
+            s for s in (self.streams.values() if streams is None else streams) if s.pending_samples
+        ]
         max_samples = int(self.options.step_s * spec.sample_rate)
         for stream in active:
             stream._add_frames(stream._take(max_samples))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 
@@ -145,3 +146,57 @@ def test_a_file_sent_all_at_once_is_paced_by_the_worker_not_refused(make_engine,
     assert not [m for _, m in client.received if m["type"] == "error"]
     assert metric(metrics, "streamer_backpressure_waits_total") >= 10
     assert client.events() == reference(make_engine, store, audio, "file")
+
+
+def test_closing_a_stream_leaves_the_others_audio_waiting(make_engine):
+    engine = make_engine()
+    audio = conversation(TALK_C, gap_s=0.5, seed=41)[0]
+    closing, other = engine.open_stream("closing"), engine.open_stream("other")
+    closing.push(audio[: 2 * SR])
+    other.push(audio[: 3 * SR])
+    engine.close_stream("closing")
+    assert other.pending_samples == 3 * SR  # not processed on the closing stream's time
+    assert "closing" not in engine.streams
+
+
+def test_ending_one_stream_does_not_stall_the_others(make_engine, store_of):
+    """Four real-time streams in 10 ms frames; one ends after 3 s while the others go on.
+    Its ``end`` is answered promptly and the others' events keep flowing. (Closing used to
+    step every stream until none had audio waiting — with live streams, until they all
+    stopped — publishing nothing meanwhile.)"""
+    store = store_of(*ENROLLED)
+    talks = [TALK_A, TALK_B, TALK_C, TALK_A]
+    audios = [
+        conversation(t * 2, gap_s=0.5, seed=40 + i)[0][: 15 * SR] for i, t in enumerate(talks)
+    ]
+    short = audios[0][: 3 * SR]
+
+    async def scenario():
+        async with daemon(make_engine(), store) as server:
+            clients = [
+                await Client.open(server, stream=f"s{i}", events=True, listen=True)
+                for i in range(len(audios))
+            ]
+
+            async def stream(i, audio):
+                await clients[i].send_audio(audio, chunk=160, realtime=True)
+                asked = time.monotonic()
+                await clients[i].end()
+                return asked, time.monotonic()
+
+            times = await asyncio.gather(
+                stream(0, short), *(stream(i, a) for i, a in enumerate(audios) if i)
+            )
+            for client in clients:
+                await client.close()
+            return clients, times
+
+    clients, times = run(scenario())
+    (asked, answered), *others = times
+    last_sent = min(a for a, _ in others)
+    # Before, the end waited until the others stopped sending (12 s later).
+    assert answered < last_sent - 3.0, f"ending the short stream took {answered - asked:.1f} s"
+    events_meanwhile = [
+        t for c in clients[1:] for t, m in c.received if "v" in m and asked < t < last_sent
+    ]
+    assert events_meanwhile  # published while the short stream was closed, not held back
