@@ -12,7 +12,7 @@ from .events import Event
 from .profiles import Profile, ProfileStore, check_name
 from .tracker import Voice
 from .vad import GateUpdate
-from .worker import Engine
+from .worker import Engine, Window, drive
 
 BLOCKING = ("too_little_speech", "clips_disagree")
 """Feedback codes that stop a profile from being saved (unless ``force``)."""
@@ -43,7 +43,8 @@ class EnrollOptions:
 
 
 class Collector:
-    """A tracker stand-in that keeps every speech window's embedding and counts speech.
+    """A :class:`~streamer.worker.StreamTracker` that keeps every speech window's
+    embedding and counts speech (it makes no events).
 
     With a span (``start_s``, ``end_s``) only the windows that lie inside it are kept and
     only the speech inside it counts: live enrollment takes "the next N seconds" of a
@@ -66,7 +67,7 @@ class Collector:
             self._open_s = update.started_at_s
         return []
 
-    def window(self, window, now_s: float) -> list[Event]:
+    def window(self, window: Window, now_s: float) -> list[Event]:
         inside = self.start_s <= window.start_s and window.end_s <= self.end_s
         if window.embedding is not None and inside and not window.onset:
             self.embeddings.append(window.embedding)
@@ -96,10 +97,9 @@ def collect(engine: Engine, audio: np.ndarray, stream_id: str = "enroll") -> Col
     collector = Collector()
     stream = engine.open_stream(stream_id, tracker=collector)
     step = int(engine.options.step_s * stream.sample_rate)
-    for start in range(0, len(audio), step):
-        stream.push(audio[start : start + step])
-        engine.step()
-    engine.close_stream(stream_id)
+    chunks = (audio[start : start + step] for start in range(0, len(audio), step))
+    for _ in drive(engine, stream, chunks):
+        pass
     return collector
 
 

@@ -17,7 +17,7 @@ from .profiles import ProfileStore
 from .sources.file import file_chunks
 from .tracker import Tracker, TrackerOptions
 from .vad import GateOptions, SileroVAD
-from .worker import Engine, WorkerOptions
+from .worker import Engine, WorkerOptions, drive
 
 FILE_BATCH_S = 4.0
 """Seconds of a file the worker takes per step in fast mode: bigger encoder batches, the
@@ -93,14 +93,7 @@ def track_chunks(
     """
     stream = engine.open_stream(stream_id, tracker)
     threshold = 1 if realtime else int(batch_s * engine.embedder.spec.sample_rate)
-    try:
-        for chunk in chunks:
-            stream.push(chunk)
-            while stream.pending_samples >= threshold:  # a step may take less
-                yield from engine.step()
-    finally:
-        events = engine.close_stream(stream_id)
-    yield from events
+    yield from drive(engine, stream, chunks, threshold)
 
 
 def track_file(

@@ -4,28 +4,40 @@ silero-vad ships its TorchScript model in its wheel. Its inner network is statel
 (``(audio with 64 samples of context, LSTM state) -> (probability, new state)``), so one
 model serves every stream: each stream keeps its own :class:`VadState` and chunks of
 several streams run as one batch.
+
+torch is imported only once a VAD runs, so the gate (and the engine core that uses it)
+imports without it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .errors import ModelError
+
+if TYPE_CHECKING:
+    import torch
 
 SAMPLE_RATE = 16_000
 CHUNK_SAMPLES = 512  # 32 ms: what the 16 kHz silero model takes
 CONTEXT_SAMPLES = 64
 
 
+def _zeros(*shape: int) -> torch.Tensor:
+    import torch
+
+    return torch.zeros(*shape)
+
+
 @dataclass
 class VadState:
     """One stream's recurrent state and audio context."""
 
-    context: torch.Tensor = field(default_factory=lambda: torch.zeros(1, CONTEXT_SAMPLES))
-    hidden: torch.Tensor = field(default_factory=lambda: torch.zeros(2, 1, 128))
+    context: torch.Tensor = field(default_factory=lambda: _zeros(1, CONTEXT_SAMPLES))
+    hidden: torch.Tensor = field(default_factory=lambda: _zeros(2, 1, 128))
 
 
 class SileroVAD:
@@ -35,6 +47,9 @@ class SileroVAD:
     sample_rate = SAMPLE_RATE
 
     def __init__(self) -> None:
+        import torch
+
+        self._torch = torch
         try:
             from silero_vad import load_silero_vad
 
@@ -44,18 +59,19 @@ class SileroVAD:
                 f"cannot load silero-vad ({exc}); reinstall it: pip install silero-vad"
             ) from exc
 
-    @torch.inference_mode()
     def __call__(self, states: list[VadState], chunks: np.ndarray) -> np.ndarray:
         """Probabilities for ``chunks`` (``(n, 512)``, one row per state), advancing each state."""
-        audio = torch.from_numpy(np.ascontiguousarray(chunks, dtype=np.float32))
-        context = torch.cat([s.context for s in states])
-        hidden = torch.cat([s.hidden for s in states], dim=1)
-        x = torch.cat([context, audio], dim=1)
-        probs, hidden = self._net(x, hidden)
-        for i, state in enumerate(states):
-            state.context = x[i : i + 1, -CONTEXT_SAMPLES:]
-            state.hidden = hidden[:, i : i + 1]
-        return probs[:, 0].numpy().copy()
+        torch = self._torch
+        with torch.inference_mode():
+            audio = torch.from_numpy(np.ascontiguousarray(chunks, dtype=np.float32))
+            context = torch.cat([s.context for s in states])
+            hidden = torch.cat([s.hidden for s in states], dim=1)
+            x = torch.cat([context, audio], dim=1)
+            probs, hidden = self._net(x, hidden)
+            for i, state in enumerate(states):
+                state.context = x[i : i + 1, -CONTEXT_SAMPLES:]
+                state.hidden = hidden[:, i : i + 1]
+            return probs[:, 0].numpy().copy()
 
 
 @dataclass(frozen=True)

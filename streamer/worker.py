@@ -21,8 +21,9 @@ and their ``emitted_at`` do not depend on how the audio was chunked or batched.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import soxr
@@ -30,13 +31,11 @@ import soxr
 from .buffer import RingBuffer
 from .errors import AudioError, ConfigError, ProfileError
 from .events import Event
-from .models import Embedder
-from .profiles import ProfileStore
-from .tracker import Tracker, TrackerOptions
-from .vad import CHUNK_SAMPLES, GateOptions, SileroVAD, SpeechGate, VadState
+from .tracker import Tracker, TrackerOptions, Voice
+from .vad import CHUNK_SAMPLES, GateOptions, GateUpdate, SileroVAD, SpeechGate, VadState
 
 if TYPE_CHECKING:
-    from .enroll import EnrollmentReport
+    from .models import Embedder
 
 
 @dataclass(frozen=True)
@@ -81,6 +80,20 @@ class Window:
         return self.end_s - self.start_s
 
 
+class StreamTracker(Protocol):
+    """What a stream's observations go to, in audio-time order, each with the stream time
+    at which its inputs were complete: the identity :class:`~streamer.tracker.Tracker`,
+    enrollment's :class:`~streamer.enroll.Collector`, the daemon's enroll tap."""
+
+    def gate(self, update: GateUpdate, now_s: float) -> list[Event]: ...
+
+    def window(self, window: Window, now_s: float) -> list[Event]: ...
+
+    def close(self, update: GateUpdate, now_s: float) -> list[Event]:
+        """End of stream (``update`` ends the open speech region, if any)."""
+        ...
+
+
 @dataclass
 class _Onset:
     """A voice onset and the onset windows cut from it so far."""
@@ -101,12 +114,18 @@ class _Observation:
 
 
 class Stream:
-    """One audio stream's buffers and state. Create it with :meth:`Engine.open_stream`."""
+    """One audio stream's buffers and state. Create it with :meth:`Engine.open_stream`.
 
-    def __init__(self, engine: Engine, stream_id: str, tracker: Tracker) -> None:
+    ``tracker`` gets the stream's observations (a caller may wrap it while the stream
+    runs); ``identity`` is its identity tracker, if it has one, which holds its unknown
+    voices and the profiles it matches.
+    """
+
+    def __init__(self, engine: Engine, stream_id: str, tracker: StreamTracker) -> None:
         spec = engine.embedder.spec
         self.id = stream_id
         self.tracker = tracker
+        self.identity = tracker if isinstance(tracker, Tracker) else None
         self.sample_rate = spec.sample_rate
         self.ring = RingBuffer(int(engine.options.buffer_s * spec.sample_rate))
         self._lock = threading.Lock()
@@ -226,8 +245,10 @@ class Stream:
 class Engine:
     """Runs many streams through one model, one VAD and their trackers (sans-I/O).
 
-    Drive it with ``stream.push(samples)`` and ``engine.step()``; ``step`` returns the
-    events of all streams, each stream's in order. Nothing here blocks or sleeps.
+    Drive it with ``stream.push(samples)`` and :meth:`run` (or :func:`drive`, which
+    does both for a stream fed from an iterable); each step returns the events of all
+    streams, each stream's in order. Nothing here blocks, sleeps or touches disk:
+    promoting a voice is :meth:`settle` here, a save by the caller, then :meth:`adopt`.
     """
 
     def __init__(
@@ -283,12 +304,11 @@ class Engine:
 
     # Streams
 
-    def open_stream(self, stream_id: str, tracker: Tracker | None = None) -> Stream:
+    def open_stream(self, stream_id: str, tracker: StreamTracker | None = None) -> Stream:
         """A new stream; ``tracker`` replaces the default identity tracker (e.g. for enrollment)."""
         if stream_id in self.streams:
             raise ConfigError(f"a stream named {stream_id!r} is open already; pick another id")
-        tracker = tracker or self.new_tracker(stream_id)
-        stream = Stream(self, stream_id, tracker)
+        stream = Stream(self, stream_id, tracker or self.new_tracker(stream_id))
         self.streams[stream_id] = stream
         return stream
 
@@ -308,48 +328,56 @@ class Engine:
         del self.streams[stream_id]
         return events
 
-    def promote(
-        self, stream_id: str, label: str, name: str, store: ProfileStore, force: bool = False
-    ) -> EnrollmentReport:
-        """Save stream ``stream_id``'s unknown voice ``label`` as profile ``name``; every
-        stream then knows it by that name."""
-        from .enroll import promote
-
+    def settle(self, stream_id: str, label: str) -> Voice:
+        """A copy of stream ``stream_id``'s unknown voice ``label`` with what its open
+        segment heard so far: what :func:`streamer.enroll.promote` saves as a profile
+        (the caller saves it, off the engine's thread; then :meth:`adopt`)."""
         stream = self.streams.get(stream_id)
         if stream is None:
             raise ConfigError(
                 f"no open stream {stream_id!r}; open streams: {', '.join(self.streams) or 'none'}"
             )
-        voices = getattr(stream.tracker, "voices", {})
+        voices = stream.identity.voices if stream.identity is not None else {}
         if label not in voices:
             raise ProfileError(
                 f"stream {stream_id!r} has no unknown voice {label!r}; "
                 f"it has: {', '.join(voices) or 'none'}"
             )
-        voice = stream.tracker.settle(label)
-        report = promote(store, name, voice, self.embedder.spec.name, force=force)
-        if report.profile is not None:
-            stream.tracker.forget(label)
-            self.set_profiles({**self.profiles, name: report.profile.embedding})
-        return report
+        voice = stream.identity.settle(label)
+        return replace(voice, total=voice.total.copy())
+
+    def adopt(self, stream_id: str, label: str, profiles: dict[str, np.ndarray]) -> None:
+        """Once stream ``stream_id``'s unknown voice ``label`` was saved as a profile: the
+        stream forgets the voice, and every stream matches ``profiles`` (which hold it)."""
+        stream = self.streams.get(stream_id)
+        identity = stream.identity if stream is not None else None
+        if identity is not None and label in identity.voices:
+            identity.forget(label)
+        self.set_profiles(profiles)
 
     def set_profiles(self, profiles: dict[str, np.ndarray]) -> None:
         """Replace the enrolled voices every stream's tracker matches against."""
         self.profiles = dict(profiles)
         for stream in self.streams.values():
-            stream.tracker.set_profiles(self.profiles)
+            if stream.identity is not None:
+                stream.identity.set_profiles(self.profiles)
 
     # Processing
 
-    def pending(self) -> bool:
-        return any(s.pending_samples for s in self.streams.values())
+    def pending(self, min_samples: int = 1) -> bool:
+        """Whether some stream has at least ``min_samples`` pushed but not processed."""
+        return any(s.pending_samples >= min_samples for s in self.streams.values())
+
+    def run(self, min_pending_samples: int = 1) -> Iterator[list[Event]]:
+        """The drive loop: step while some stream has ``min_pending_samples`` waiting
+        (each step takes at most ``step_s`` of each stream); yield each step's events.
+        Audio pushed meanwhile (from another thread, or between two steps) is taken too."""
+        while self.pending(min_pending_samples):
+            yield self.step()
 
     def drain(self) -> list[Event]:
         """Step until every pushed sample is processed."""
-        events: list[Event] = []
-        while self.pending():
-            events += self.step()
-        return events
+        return [event for events in self.run() for event in events]
 
     def step(self, streams: list[Stream] | None = None) -> list[Event]:
         """Process up to ``step_s`` of new audio per stream (of ``streams``, default all);
@@ -511,3 +539,19 @@ class Engine:
                 events += stream.tracker.gate(obs.payload, obs.time_s)
         stream._observations.clear()
         return events
+
+
+def drive(
+    engine: Engine, stream: Stream, chunks: Iterable[np.ndarray], min_pending_samples: int = 1
+) -> Iterator[Event]:
+    """Push ``chunks`` (mono float32 at the model's rate) into ``stream``, run the engine
+    whenever ``min_pending_samples`` are waiting (more: bigger encoder batches, the same
+    events), and close the stream at the end (also when the caller stops early)."""
+    try:
+        for chunk in chunks:
+            stream.push(chunk)
+            for events in engine.run(min_pending_samples):
+                yield from events
+    finally:
+        events = engine.close_stream(stream.id)
+    yield from events

@@ -25,7 +25,7 @@ from streamer.features.fbank import KaldiFbank
 from streamer.models import Embedder, get_spec
 from streamer.models.wespeaker_resnet34 import ResNet34Encoder
 from streamer.vad import SileroVAD
-from streamer.worker import Engine
+from streamer.worker import Engine, drive
 
 torch.set_num_threads(1)
 
@@ -76,15 +76,15 @@ def label_share(events, start: float, end: float) -> dict[str, float]:
     return shares
 
 
+def chunked(audio: np.ndarray, chunk: int) -> Iterator[np.ndarray]:
+    return (audio[start : start + chunk] for start in range(0, len(audio), chunk))
+
+
 def run_stream(engine: Engine, audio: np.ndarray, chunk: int = 320, step_every: int = 1):
-    """Push ``audio`` in ``chunk``-sample pieces, stepping every ``step_every`` pushes."""
+    """Push ``audio`` in ``chunk``-sample pieces, running the engine once ``step_every``
+    pieces are waiting."""
     stream = engine.open_stream("test")
-    events = []
-    for i, start in enumerate(range(0, len(audio), chunk)):
-        stream.push(audio[start : start + chunk])
-        if (i + 1) % step_every == 0:
-            events += engine.step()
-    return events + engine.close_stream("test")
+    return list(drive(engine, stream, chunked(audio, chunk), chunk * step_every))
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from streamer.enroll import promote
 from streamer.evaluation.synth import conversation
 from streamer.profiles import ProfileStore
 from tests.conftest import label_share, run_stream
@@ -59,11 +60,12 @@ def test_a_promoted_voice_is_named_on_another_stream(make_engine, tmp_path):
     audio, _ = conversation([("erin", 7.0), ("bob", 4.0)], gap_s=0.6, seed=5)
     stream.push(audio)
     engine.drain()
-    assert "speaker-1" in stream.tracker.voices
-    report = engine.promote("room", "speaker-1", "erin", store)
+    assert "speaker-1" in stream.identity.voices
+    report = promote(store, "erin", engine.settle("room", "speaker-1"), "ge2e")
     assert report.profile is not None and report.speech_s >= 4.0
     assert store.get("erin").model == "ge2e"
-    assert "speaker-1" not in stream.tracker.voices
+    engine.adopt("room", "speaker-1", {"erin": report.profile.embedding})
+    assert "speaker-1" not in stream.identity.voices
     # Another stream (and any later engine loading the store) now names erin.
     later = make_engine({p.name: p.embedding for p in store.all()})
     other, _ = conversation([("erin", 4.0)], seed=21)
@@ -71,13 +73,13 @@ def test_a_promoted_voice_is_named_on_another_stream(make_engine, tmp_path):
     assert labels == {"erin"}
 
 
-def test_promoting_a_voice_that_does_not_exist_says_which_exist(make_engine, tmp_path):
+def test_promoting_a_voice_that_does_not_exist_says_which_exist(make_engine):
     from streamer.errors import ProfileError
 
     engine = make_engine()
     engine.open_stream("room")
     with pytest.raises(ProfileError, match="has no unknown voice 'speaker-9'; it has: none"):
-        engine.promote("room", "speaker-9", "carol", ProfileStore(tmp_path))
+        engine.settle("room", "speaker-9")
 
 
 def voice_after(engine, audio):

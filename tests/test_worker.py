@@ -1,10 +1,14 @@
 """The whole streaming pipeline on synthetic voices: real VAD, real model, real audio."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from streamer.evaluation.synth import conversation
-from tests.conftest import ENROLLED, label_share, run_stream
+from streamer.worker import drive
+from tests.conftest import ENROLLED, chunked, label_share, run_stream
 
 TURNS = [
     ("alice", 4.0),
@@ -93,7 +97,8 @@ def test_streams_batched_together_match_separate_runs(make_engine, enrolled, con
             a.push(convo[0][i : i + 640])
         if i < len(other_audio):
             b.push(other_audio[i : i + 640])
-        together += engine.step()
+        for stepped in engine.run():
+            together += stepped
     together += engine.close_stream("test") + engine.close_stream("other")
     assert [e.to_dict() for e in together if e.stream == "test"] == [e.to_dict() for e in events]
     other = [e.to_dict() for e in together if e.stream == "other"]
@@ -137,11 +142,8 @@ def test_onset_windows_resume_one_pass_per_onset(make_engine, convo, monkeypatch
     feed = stream.tracker.window
     stream.tracker.window = lambda w, now: (windows.append(w), feed(w, now))[1]
     audio = convo[0]
-    for i, start in enumerate(range(0, len(audio), 320)):
-        stream.push(audio[start : start + 320])
-        if (i + 1) % step_every == 0:
-            engine.step()
-    engine.close_stream("test")
+    for _ in drive(engine, stream, chunked(audio, 320), 320 * step_every):
+        pass
 
     onsets = [w for w in windows if w.onset and w.embedding is not None]
     starts = sorted({w.start_s for w in onsets})
@@ -157,3 +159,16 @@ def test_onset_windows_resume_one_pass_per_onset(make_engine, convo, monkeypatch
         window = frames[None, first : first + size].copy()
         alone = embedder.embed(window, np.array([level[w.start_s]]))
         assert np.abs(alone[0] - w.embedding).max() <= 1e-5
+
+
+def test_the_core_imports_without_torch():
+    """The sans-I/O core (buffer, gate, worker, tracker, events, enrollment) loads neither
+    torch nor silero-vad: a front end or a process that only routes audio stays light."""
+    code = (
+        "import sys\n"
+        "import streamer.buffer, streamer.vad, streamer.worker, streamer.tracker\n"
+        "import streamer.events, streamer.enroll\n"
+        "print(sorted(m for m in ('torch', 'silero_vad') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -206,7 +206,8 @@ def record(engine, microphone, seconds: float, stall_s: float = 3.0):
                         "check that it is not muted or used by another program"
                     )
                 arrived.clear()
-                engine.step()
+                for _ in engine.run():
+                    pass
                 voiced = "[green]●[/]" if stream.gate.voiced else "○"
                 progress.update(
                     task,

@@ -31,6 +31,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from ..enroll import Collector, EnrollOptions, enroll_collected
+from ..enroll import promote as save_voice
 from ..errors import ConfigError, NoSpeechError, ProfileError, ProtocolError, StreamerError
 from ..events import Event
 from ..profiles import Profile, ProfileStore
@@ -532,15 +533,14 @@ class Server:
         log.info("enrollment of %r from stream %r cancelled", enrollment.name, session.id)
         return enrollment
 
-    def _promote(self, stream_id: str, label: str, name: str):
-        """In the engine's thread: name an unknown voice of a stream, then reload profiles."""
-        report = self.engine.promote(stream_id, label, name, self.store)
-        self.engine.set_profiles(self._read_profiles()[0])
-        return report
-
     async def promote(self, session: Session, label: str, name: str):
-        report = await self.runner.call(self._promote, session.id, label, name)
-        _, listing = await self.in_store(self._read_profiles)
+        """Name an unknown voice of a stream: the engine settles it, the store thread
+        saves it, then every stream's tracker gets the new profiles."""
+        voice = await self.runner.call(self.engine.settle, session.id, label)
+        report = await self.in_store(save_voice, self.store, name, voice, self.model)
+        vectors, listing = await self.in_store(self._read_profiles)
+        if report.profile is not None:
+            await self.runner.call(self.engine.adopt, session.id, label, vectors)
         self.hub.set_profiles(listing)
         log.info("voice %r of stream %r promoted to profile %r", label, session.id, name)
         return report

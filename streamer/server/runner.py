@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 from ..enroll import Collector
 from ..events import Event
-from ..worker import Engine
+from ..vad import GateUpdate
+from ..worker import Engine, StreamTracker, Window
 from .metrics import Metrics
 
 log = logging.getLogger("streamer.server")
@@ -51,7 +52,7 @@ class EnrollProgress:
 
 
 class EnrollTap:
-    """Stands in for a stream's tracker while the stream is enrolled.
+    """A stream's :class:`~streamer.worker.StreamTracker` while the stream is enrolled.
 
     Everything goes on to the stream's own tracker (events do not change), and a
     :class:`~streamer.enroll.Collector` keeps the speech windows of ``[start_s, end_s]``.
@@ -59,7 +60,7 @@ class EnrollTap:
 
     def __init__(
         self,
-        tracker,
+        tracker: StreamTracker,
         start_s: float,
         end_s: float,
         on_progress: Callable[[EnrollProgress], None],
@@ -73,20 +74,17 @@ class EnrollTap:
         self.on_done = on_done
         self._reported_s = start_s
 
-    def gate(self, update, now_s: float) -> list[Event]:
+    def gate(self, update: GateUpdate, now_s: float) -> list[Event]:
         self.collector.gate(update, now_s)
         return self.tracker.gate(update, now_s)
 
-    def window(self, window, now_s: float) -> list[Event]:
+    def window(self, window: Window, now_s: float) -> list[Event]:
         self.collector.window(window, now_s)
         return self.tracker.window(window, now_s)
 
-    def close(self, update, now_s: float) -> list[Event]:
+    def close(self, update: GateUpdate, now_s: float) -> list[Event]:
         self.collector.close(update, now_s)
         return self.tracker.close(update, now_s)
-
-    def __getattr__(self, name: str):
-        return getattr(self.tracker, name)  # set_profiles, and whatever promote reads
 
     def progress(self, now_s: float) -> EnrollProgress:
         c = self.collector
@@ -119,6 +117,7 @@ class EngineRunner:
         self._wake = threading.Event()
         self._job_waiting = threading.Event()  # cuts a batching delay short
         self._last_step = 0.0  # perf_counter() when the last step began
+        self._step_clocks = (0.0, 0.0)  # perf_counter() and thread_time() before a step
         self._jobs: deque[tuple[Callable, tuple, asyncio.Future]] = deque()
         self._taps: dict[str, EnrollTap] = {}
         self._stopping = False
@@ -196,10 +195,13 @@ class EngineRunner:
                 self._wake.wait()
                 self._wake.clear()
                 self._run_jobs()
-                while self.engine.pending() and not self._stopping:
-                    self._gather()
-                    self._step()
+                self._before_step()
+                for events in self.engine.run():
+                    self._stepped_engine(events)
                     self._run_jobs()
+                    if self._stopping:
+                        break
+                    self._before_step()
                 if self._stopping and not self._jobs:
                     return
         except BaseException as exc:  # a bug in the engine: report it, stop stepping
@@ -207,16 +209,17 @@ class EngineRunner:
             log.exception("the engine thread failed")
             self._loop.call_soon_threadsafe(self._fail, exc)
 
-    def _gather(self) -> None:
+    def _before_step(self) -> None:
         """With several streams, let ``batch_delay_s`` pass between step starts, so that
         the audio of the streams arriving within it shares one step (one VAD batch, one
         encoder batch, one pass of per-step overhead) instead of each frame of each stream
-        getting a step of its own. One stream steps at once. A job cuts the wait short."""
-        if len(self.engine.streams) < 2:
-            return
-        wait = self._last_step + self.batch_delay_s - time.perf_counter()
-        if wait > 0:
-            self._job_waiting.wait(wait)
+        getting a step of its own. One stream steps at once. A job cuts the wait short.
+        Then the clocks start for the step's metrics."""
+        if len(self.engine.streams) >= 2 and self.engine.pending():
+            wait = self._last_step + self.batch_delay_s - time.perf_counter()
+            if wait > 0:
+                self._job_waiting.wait(wait)
+        self._step_clocks = (time.perf_counter(), time.thread_time())
 
     def _run_jobs(self) -> None:
         self._job_waiting.clear()
@@ -234,11 +237,10 @@ class EngineRunner:
         # paused by backpressure look again, or they could wait for a step that never comes.
         self._loop.call_soon_threadsafe(self._stepped)
 
-    def _step(self) -> None:
-        started = self._last_step = time.perf_counter()
-        cpu = time.thread_time()
-        events = self.engine.step()
-        self._metrics.step_s.observe(time.perf_counter() - started)
+    def _stepped_engine(self, events: list[Event]) -> None:
+        """After a step (timed from :meth:`_before_step`): metrics, events, enrollments."""
+        self._last_step, cpu = self._step_clocks
+        self._metrics.step_s.observe(time.perf_counter() - self._last_step)
         self._metrics.engine_cpu_s.inc(time.thread_time() - cpu)
         self._publish(events)
         for stream_id, tap in list(self._taps.items()):

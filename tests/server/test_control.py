@@ -7,10 +7,10 @@ import threading
 import numpy as np
 import pytest
 
-from streamer.enroll import FEEDBACK, EnrollmentReport, Feedback
+from streamer.enroll import FEEDBACK
 from streamer.errors import ProfileError
 from streamer.evaluation.synth import conversation, speech
-from streamer.profiles import Profile
+from streamer.tracker import Voice
 from tests.conftest import label_share
 from tests.server.conftest import SR, Client, daemon, run
 
@@ -181,23 +181,29 @@ def test_promote_names_an_unknown_voice_for_every_stream(make_engine, store_of):
     assert label_share(other.events(), start, end).get("dave", 0) >= 0.8 * (end - start)
 
 
-def test_promote_runs_in_the_engine_thread_and_reaches_every_stream(
+def test_promote_settles_in_the_engine_thread_and_saves_in_the_store_thread(
     make_engine, store_of, voice_profiles
 ):
-    """The daemon's side of promote, with a stand-in for ``Engine.promote``."""
+    """The daemon's side of promote, with a stand-in for ``Engine.settle``: the engine
+    only hands the voice over; the profile is written off the engine's thread."""
     store = store_of("alice")
     engine = make_engine()
     calls = []
 
-    def promote(stream_id, label, name, store):
-        calls.append((stream_id, label, name, threading.current_thread().name))
+    def settle(stream_id, label):
+        calls.append(("settle", stream_id, label, threading.current_thread().name))
         if label != "unknown-1":
             raise ProfileError(f"stream {stream_id!r} has no unknown voice {label!r}")
-        profile = Profile(name, "ge2e", voice_profiles["dave"].astype(np.float64), 1, 5.0)
-        store.save(profile)
-        return EnrollmentReport(profile, 5.0, 20, [Feedback("ok", FEEDBACK["ok"])])
+        return Voice(label, voice_profiles["dave"].astype(np.float64), 5.0, 1.0, 20, 5.0)
 
-    engine.promote = promote
+    save = store.save
+
+    def save_in(profile):
+        calls.append(("save", profile.name, threading.current_thread().name))
+        save(profile)
+
+    engine.settle = settle
+    store.save = save_in
     dave, _ = conversation([("dave", 4.0)], seed=78)
 
     async def scenario():
@@ -230,7 +236,8 @@ def test_promote_runs_in_the_engine_thread_and_reaches_every_stream(
         "profile": promoted["profile"],
         "id": 9,
     }
-    assert calls[0] == ("live", "unknown-1", "dave", "streamer-engine")
+    assert calls[0] == ("settle", "live", "unknown-1", "streamer-engine")
+    assert calls[1][:2] == ("save", "dave") and calls[1][2].startswith("streamer-store")
     assert bad["type"] == "error" and bad["code"] == "profile" and "unknown-7" in bad["message"]
     assert [p["name"] for p in notice["profiles"]] == ["alice", "dave"]
     assert {e["label"] for e in talker.events() if e["type"] == "segment"} == {"dave"}
