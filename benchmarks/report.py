@@ -1,7 +1,9 @@
-"""What every benchmark script ends with: its table on the console, its figures as JSON."""
+"""What the benchmark scripts share: the simulated condition's options, and the ending
+(the table on the console, the figures as JSON)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -15,3 +17,24 @@ def publish(table: Table, figures: object, json_path: Path | None, width: int = 
     if json_path:
         json_path.write_text(json.dumps(figures, indent=2))
     return 0
+
+
+def add_condition_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options both simulation benchmarks share: condition, speaker half, seed."""
+    parser.add_argument(
+        "--clean",
+        action="store_true",
+        help="keep the recordings as they are (enrollment and turns from one session)",
+    )
+    parser.add_argument(
+        "--speakers",
+        choices=("tune", "report"),
+        default="report",
+        help="half of the development speakers to draw from (choices are made on tune)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def condition_title(args: argparse.Namespace) -> str:
+    condition = "clean" if args.clean else "mismatched"
+    return f"{condition}, {args.speakers} speakers, seed {args.seed}"

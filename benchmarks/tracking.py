@@ -1,14 +1,22 @@
 """Live identification of enrolled speakers on simulated conversations.
 
-    python benchmarks/tracking.py ../shared/data/librispeech-train-clean-100 --count 100
+    python benchmarks/tracking.py ../shared/data/librispeech-train-clean-100
+    python benchmarks/tracking.py ../shared/data/librispeech-train-clean-100 --clean
+    python benchmarks/tracking.py ../shared/data/librispeech-train-clean-100 --speakers tune
 
-Builds ``--count`` deterministic conversations from a folder of single-speaker
-recordings (``streamer.evaluation.simulate``), enrolls each enrolled speaker from audio
-not used in its conversation, streams the conversation through the same pipeline as ``streamer
-track`` (20 ms chunks) and prints a table of identity, diarization, change and speed
-figures. Identity and DER score the result ``streamer track --rttm`` writes (a speaker's
-segments joined across pauses of up to ``MERGE_GAP_S``); ``identity_accuracy_live``
-scores the segment events as they are. DER uses pyannote.metrics with ``collar=0.25``
+Builds ``--count`` deterministic conversations shaped like unseen ones
+(``streamer.evaluation.simulate.benchmark_options``: 60-120 s, 2-4 enrolled speakers,
+1-2 strangers in half of them, ~20 turns) from the ``--speakers`` half of a folder of
+single-speaker recordings (``report`` by default; choices are made on ``tune``). By
+default each speaker's enrollment clip and conversation turns are two different sessions
+(the *mismatched* condition: level, microphone, room, noise; ``--clean`` keeps the
+recordings as they are). Each speaker is enrolled from their clip, the conversation
+streams through the same pipeline as ``streamer track`` (20 ms chunks) and a table of
+identity, change, missed-speech, DER and speed figures is printed. Identity, DER and
+missed speech score the result ``streamer track --rttm`` writes (a speaker's segments
+joined across pauses of up to ``MERGE_GAP_S``) against the reference speech (an energy
+VAD on the clean source, pauses under 0.3 s bridged); ``identity_accuracy_live`` scores
+the segment events as they are. DER uses pyannote.metrics with ``collar=0.25``
 (pyannote's convention: the collar is the total width, ±0.125 s around each reference
 boundary).
 """
@@ -22,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from report import publish
+from report import add_condition_arguments, condition_title, publish
 from rich.progress import track
 from rich.table import Table
 
@@ -31,11 +39,13 @@ from streamer.evaluation.scoring import (
     ChangeScores,
     DerScores,
     IdentityScores,
+    MissedByLength,
     change_scores,
     der,
     identity_scores,
+    missed_by_length,
 )
-from streamer.evaluation.simulate import SimulationOptions, simulate_from_folder
+from streamer.evaluation.simulate import benchmark_options, simulate_from_folder
 from streamer.events import Event
 from streamer.pipeline import FILE_BATCH_S, PipelineOptions, build_engine, track_chunks
 from streamer.sinks.rttm import MERGE_GAP_S, merge_gaps
@@ -83,11 +93,8 @@ def encoder_ms(engine, batch: int, repeats: int = 20) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help="folder of single-speaker recordings")
-    parser.add_argument("--count", type=int, default=10)
-    parser.add_argument("--speakers", type=int, default=3)
-    parser.add_argument("--strangers", type=int, default=1)
-    parser.add_argument("--duration-s", type=float, default=60.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--count", type=int, default=48, help="conversations (default 48)")
+    add_condition_arguments(parser)
     parser.add_argument(
         "--cut-anywhere",
         action="store_true",
@@ -96,53 +103,70 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
 
-    options = SimulationOptions(
-        n_speakers=args.speakers,
-        n_strangers=args.strangers,
-        duration_s=args.duration_s,
-        seed=args.seed,
-        cut_at_pauses=not args.cut_anywhere,
-    )
+    def options(index: int):
+        return benchmark_options(
+            index,
+            seed=args.seed,
+            clean=args.clean,
+            speakers=args.speakers,
+            cut_at_pauses=not args.cut_anywhere,
+        )
+
     # As `streamer track` runs a file: the worker takes 4 s of audio per step.
     engine = build_engine(PipelineOptions(worker=WorkerOptions(step_s=FILE_BATCH_S)))
-    identity, live, ders, changes = [], [], [], []
+    identity, live, ders, changes, missed = [], [], [], [], []
+    closed, open_set = [], []
     audio_s = cpu_fast_s = 0.0
+    turns = 0
     for index in track(range(args.count), description="conversations", transient=True):
-        conversation = simulate_from_folder(args.data, options, index)
+        conversation = simulate_from_folder(args.data, options(index), index)
         events, cpu_s = run_conversation(engine, conversation, realtime_batching=False)
         audio_s += conversation.duration_s
         cpu_fast_s += cpu_s
+        turns += len(conversation.turns)
         segments = [(e.start_s, e.end_s, e.label) for e in events if e.type == "segment"]
         hypothesis = merge_gaps(segments, MERGE_GAP_S)
-        reference, enrolled = list(conversation.turns), set(conversation.enrollment)
+        reference, enrolled = list(conversation.speech), set(conversation.enrollment)
         identity.append(identity_scores(reference, hypothesis, enrolled))
+        (open_set if conversation.strangers else closed).append(identity[-1])
         live.append(identity_scores(reference, segments, enrolled))
         ders.append(der(reference, hypothesis, collar_s=0.25))
         predicted = [(e.start_s, e.emitted_at) for e in events if e.type == "change"]
         changes.append(change_scores(reference, predicted, tolerance_s=0.5))
+        missed.append(missed_by_length(conversation.turns, reference, hypothesis))
 
     # Speed with real-time batching (the worker runs after every 20 ms chunk).
-    conversation = simulate_from_folder(args.data, options, 0)
+    conversation = simulate_from_folder(args.data, options(0), 0)
     _, cpu_rt_s = run_conversation(engine, conversation, realtime_batching=True)
 
     ident = IdentityScores.combine(identity)
     total_der = DerScores.combine(ders)
     chg = ChangeScores.combine(changes)
+    by_length = MissedByLength.combine(missed)
     figures = {
         "conversations": args.count,
         "audio_s": round(audio_s, 1),
+        "turns_per_conversation": turns / args.count,
         "identity_accuracy": ident.accuracy,
         "identity_accuracy_live": IdentityScores.combine(live).accuracy,
         "wrong_name": ident.wrong_name,
+        "wrong_name_closed_set": IdentityScores.combine(closed).wrong_name,
+        "wrong_name_open_set": IdentityScores.combine(open_set).wrong_name,
         "unknown": ident.unknown,
         "missed": ident.missed,
         "stranger_unknown": ident.stranger_unknown,
+        "stranger_wrong_name": ident.stranger_wrong_name,
+        "stranger_missed": ident.stranger_missed,
         "der": total_der.der,
         "change_precision": chg.precision,
         "change_recall": chg.recall,
         "change_f1": chg.f1,
         "latency_mean_s": chg.latency_mean_s,
         "latency_p90_s": chg.latency_p90_s,
+        **{
+            f"missed_turns_{label.replace(' ', '')}": share
+            for label, share in zip(by_length.labels(), by_length.shares, strict=True)
+        },
         "encoder_ms_batch1": encoder_ms(engine, 1),
         "encoder_ms_batch16": encoder_ms(engine, 16),
         "rtf_fast": cpu_fast_s / audio_s,
@@ -151,8 +175,7 @@ def main(argv=None) -> int:
     }
     table = Table(
         title=f"streamer tracking benchmark ({args.count} conversations, "
-        f"{args.speakers} enrolled + {args.strangers} stranger, "
-        f"turns cut {'anywhere' if args.cut_anywhere else 'at pauses'})"
+        f"{condition_title(args)}, turns cut {'anywhere' if args.cut_anywhere else 'at pauses'})"
     )
     table.add_column("metric")
     table.add_column("value", justify="right")

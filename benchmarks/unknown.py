@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from report import publish
+from report import add_condition_arguments, condition_title, publish
 from rich.progress import track
 from rich.table import Table
 
@@ -40,6 +40,7 @@ from streamer.audio import load_audio
 from streamer.evaluation.scoring import DerScores, der, read_rttm, read_uem
 from streamer.evaluation.simulate import (
     SimulationOptions,
+    benchmark_options,
     load_speaker_folder,
     pick_speakers,
     simulate,
@@ -201,12 +202,14 @@ def evaluate(engine, recordings, scores: Scores) -> None:
         scores.add(f"greedy online (best threshold {best})", reference, hypothesis, uem)
 
 
-def simulated(folder: Path, count: int):
+def simulated(folder: Path, count: int, args: argparse.Namespace):
+    """The tracking benchmark's conversations with nobody enrolled (2-4 voices)."""
     for index in range(count):
-        # 2, 3 or 4 speakers, nobody enrolled.
-        options = SimulationOptions(n_speakers=0, n_strangers=2 + index % 3)
+        options = benchmark_options(
+            index, seed=args.seed, clean=args.clean, speakers=args.speakers, enrolled=False
+        )
         conversation = simulate_from_folder(folder, options, index)
-        yield conversation.file_id, conversation.audio, list(conversation.turns), None
+        yield conversation.file_id, conversation.audio, list(conversation.speech), None
 
 
 def ami(folder: Path):
@@ -266,7 +269,8 @@ def label_stability(segments, turns, phases, speakers, phase_s) -> tuple[int, in
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sim", type=Path, help="folder of single-speaker recordings")
-    parser.add_argument("--count", type=int, default=10, help="simulated conversations")
+    parser.add_argument("--count", type=int, default=24, help="simulated conversations")
+    add_condition_arguments(parser)
     parser.add_argument("--ami", type=Path, help="ami-debug-train folder")
     parser.add_argument("--sample", type=Path, help="pyannote-sample folder")
     parser.add_argument("--long-min", type=float, default=0.0, help="long-session minutes")
@@ -277,7 +281,10 @@ def main(argv=None) -> int:
     sets = []
     if args.sim:
         sets.append(
-            (f"simulated ({args.count} × 60 s, 2–4 speakers)", simulated(args.sim, args.count))
+            (
+                f"simulated ({args.count} × 60–120 s, 2–4 speakers, {condition_title(args)})",
+                simulated(args.sim, args.count, args),
+            )
         )
     if args.ami:
         sets.append(("AMI excerpts (UEM, 30 s each)", ami(args.ami)))

@@ -33,6 +33,9 @@ def test_core_modules_do_not_import_evaluation():
     assert "streamer.tracker" in modules and "streamer.server.app" in modules
     out = subprocess.run(
         [sys.executable, "-c", CHECK, *modules],
-        capture_output=True, text=True, check=True, timeout=300,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
     )
     assert out.stdout.strip() == ""

@@ -13,10 +13,12 @@ from streamer.evaluation.scoring import (
     ChangeScores,
     DerScores,
     IdentityScores,
+    MissedByLength,
     change_points,
     change_scores,
     der,
     identity_scores,
+    missed_by_length,
     read_rttm,
     read_uem,
 )
@@ -190,3 +192,19 @@ def test_ami_reference_against_itself():
     for file_id, segments in reference.items():
         scores = der(segments, segments, uem=uem[file_id])
         assert scores.der == 0.0 and scores.total_s > 0
+
+
+def test_missed_speech_is_binned_by_the_length_of_its_turn():
+    turns = [(0.0, 1.0, "A"), (1.5, 3.5, "B"), (4.0, 10.0, "A")]
+    # the reference speech of the long turn has a pause at 6-7 s
+    speech = [(0.0, 1.0, "A"), (1.5, 3.5, "B"), (4.0, 6.0, "A"), (7.0, 10.0, "A")]
+    hypothesis = [(0.5, 1.0, "A"), (1.5, 3.5, "x"), (5.0, 9.0, "A")]
+    scores = missed_by_length(turns, speech, hypothesis)
+    assert scores.labels() == ["0-1.5 s", "1.5-2.6 s", "2.6-4 s", ">= 4 s"]
+    assert scores.turns == [1, 1, 0, 1]
+    assert scores.speech_s == pytest.approx([1.0, 2.0, 0.0, 5.0])
+    assert scores.missed_s == pytest.approx([0.5, 0.0, 0.0, 2.0])  # the pause is not speech
+    shares = scores.shares
+    assert shares[:2] == pytest.approx([0.5, 0.0]) and math.isnan(shares[2])
+    both = MissedByLength.combine([scores, scores])
+    assert both.missed_s == pytest.approx([1.0, 0.0, 0.0, 4.0]) and both.turns == [2, 2, 0, 2]

@@ -208,8 +208,8 @@ def test_rttm_round_trip_and_save(tmp_path):
     conv = simulate(noise_voices(3), options(n_strangers=0))
     parsed = read_rttm(conv.to_rttm())
     assert list(parsed) == [conv.file_id]
-    assert len(parsed[conv.file_id]) == len(conv.turns)
-    for (start, end, label), turn in zip(parsed[conv.file_id], conv.turns, strict=True):
+    assert len(parsed[conv.file_id]) == len(conv.speech) >= len(conv.turns)
+    for (start, end, label), turn in zip(parsed[conv.file_id], conv.speech, strict=True):
         assert label == turn.speaker
         assert start == pytest.approx(turn.start_s, abs=5e-4)
         assert end == pytest.approx(turn.end_s, abs=1e-3)
@@ -318,3 +318,93 @@ def test_librispeech_conversation_has_speech_in_its_turns():
         inside[round(turn.start_s * SR) : round(turn.end_s * SR)] = True
     assert np.sqrt(np.mean(conv.audio[inside] ** 2)) > 0.01
     assert not np.any(conv.audio[~inside])
+
+
+def test_reference_speech_bridges_short_pauses_and_splits_at_long_ones():
+    for off_s, pieces_per_s in ((0.2, 0.0), (0.5, 1 / 1.5)):
+        voices = phrase_voices(1.0, off_s, seconds=20.0)
+        opts = options(n_speakers=2, overlap_prob=0.0, bridge_s=0.3, cut_at_pauses=False)
+        conv = simulate(dict(list(voices.items())[:2]), opts)
+        for turn in conv.turns:
+            inside = [s for s in conv.speech if turn.start_s <= s.start_s < turn.end_s]
+            assert all(s.speaker == turn.speaker and s.end_s <= turn.end_s for s in inside)
+            if pieces_per_s == 0.0:  # 0.2 s pauses are bridged: one region per turn
+                assert len(inside) == 1 and inside[0][:2] == pytest.approx(turn[:2], abs=0.011)
+            else:  # 0.5 s pauses are not: one region per 1 s phrase
+                assert len(inside) >= turn.duration_s * pieces_per_s - 1
+                assert all(s.duration_s <= 1.0 + 0.02 for s in inside)  # 10 ms frames
+                gaps = [b.start_s - a.end_s for a, b in zip(inside, inside[1:], strict=False)]
+                assert all(gap == pytest.approx(off_s, abs=0.02) for gap in gaps)
+
+
+def test_enrollment_length_is_drawn_and_leaves_material():
+    voices = noise_voices(4, seconds=14.0)
+    opts = options(n_speakers=4, enroll_s=5.0, enroll_max_s=10.0)
+    lengths = [len(clip) / SR for clip in simulate(voices, opts).enrollment.values()]
+    assert all(5.0 <= n <= 14.0 - opts.turn_max_s / 2 + 1e-9 for n in lengths)
+    assert len(set(lengths)) == 4
+
+
+def test_mismatched_condition_puts_one_side_through_another_session():
+    from streamer.evaluation.augment import SessionOptions
+
+    voices = noise_voices(4)
+    clean = simulate(voices, options(n_strangers=1))
+    forward = simulate(voices, options(n_strangers=1, session=SessionOptions(reverse_share=0.0)))
+    again = simulate(voices, options(n_strangers=1, session=SessionOptions(reverse_share=0.0)))
+    assert np.array_equal(forward.audio, again.audio) and forward.conditions == again.conditions
+    assert forward.turns == clean.turns and forward.speech == clean.speech
+    assert not np.allclose(forward.audio, clean.audio, atol=1e-3)
+    for speaker, clip in forward.enrollment.items():  # enrolled as recorded
+        assert np.array_equal(clip, clean.enrollment[speaker])
+        assert forward.conditions[speaker].startswith("conversation through")
+    assert forward.conditions["spk3"].startswith("conversation through")  # the stranger
+    assert "dB SNR" in forward.conditions["noise"]
+
+    reverse = simulate(voices, options(n_strangers=1, session=SessionOptions(reverse_share=1.0)))
+    for speaker, clip in reverse.enrollment.items():
+        assert len(clip) == len(clean.enrollment[speaker])
+        assert not np.allclose(clip, clean.enrollment[speaker], atol=1e-3)
+        assert reverse.conditions[speaker].startswith("enrollment through")
+
+
+def test_a_speakers_session_does_not_depend_on_who_else_takes_part():
+    from streamer.evaluation.augment import SessionOptions
+
+    voices = noise_voices(4)
+    opts = options(n_speakers=2, session=SessionOptions())
+    one = simulate(voices, opts, enrolled=["spk0", "spk1"])
+    other = simulate(voices, opts, enrolled=["spk2", "spk0"])
+    assert one.conditions["spk0"] == other.conditions["spk0"]
+    assert one.conditions["spk1"] != other.conditions["spk2"]
+
+
+def test_speaker_halves_split_the_speakers_for_good(tmp_path):
+    from streamer.evaluation.simulate import speaker_half
+
+    names = [str(n) for n in range(1000, 1200)]
+    halves = {name: speaker_half(name) for name in names}
+    assert halves == {name: speaker_half(name) for name in names}
+    assert 80 < sum(h == "tune" for h in halves.values()) < 120
+    rng = np.random.default_rng(0)
+    for name in names[:12]:
+        sf.write(tmp_path / f"{name}-1-0000.flac", 0.1 * rng.standard_normal(12 * SR), SR)
+    for half in ("tune", "report"):
+        opts = options(n_speakers=2, duration_s=10.0, speakers=half)
+        conv = simulate_from_folder(tmp_path, opts, 0)
+        assert {speaker_half(s) for s in conv.enrollment} == {half}
+    with pytest.raises(ConfigError, match="speakers must be one of"):
+        options(speakers="both")
+
+
+def test_benchmark_conversations_look_like_unseen_ones():
+    from streamer.evaluation.simulate import benchmark_options
+
+    layouts = [benchmark_options(i) for i in range(12)]
+    assert [o.n_speakers for o in layouts[:3]] == [2, 3, 4]
+    assert sorted({o.n_strangers for o in layouts}) == [0, 1, 2]
+    assert sum(o.n_strangers > 0 for o in layouts) == 6
+    assert all(60.0 <= o.duration_s <= 120.0 and o.session is not None for o in layouts)
+    assert benchmark_options(5, clean=True).session is None
+    nobody = benchmark_options(4, enrolled=False)
+    assert nobody.n_speakers == 0 and nobody.n_strangers == 3

@@ -302,6 +302,75 @@ def change_scores(
     )
 
 
+TURN_LENGTH_BINS_S = (0.0, 1.5, 2.6, 4.0, math.inf)
+"""Edges of the turn-length bins of :func:`missed_by_length`."""
+
+
+@dataclass
+class MissedByLength:
+    """Reference speech left without any label, by the length of its turn."""
+
+    edges_s: tuple[float, ...] = TURN_LENGTH_BINS_S
+    speech_s: list[float] = field(default_factory=list)
+    missed_s: list[float] = field(default_factory=list)
+    turns: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        bins = len(self.edges_s) - 1
+        for name in ("speech_s", "missed_s", "turns"):
+            if not getattr(self, name):
+                setattr(self, name, [0] * bins)
+
+    @property
+    def shares(self) -> list[float]:
+        """Missed share of the speech in each bin."""
+        return [_share(m, s) for m, s in zip(self.missed_s, self.speech_s, strict=True)]
+
+    def labels(self) -> list[str]:
+        """Bin names such as ``1.5-2.6 s`` and ``>= 4 s``."""
+        pairs = zip(self.edges_s, self.edges_s[1:], strict=False)
+        return [f">= {lo:g} s" if math.isinf(hi) else f"{lo:g}-{hi:g} s" for lo, hi in pairs]
+
+    @classmethod
+    def combine(cls, scores: Iterable[MissedByLength]) -> MissedByLength:
+        """Bin-wise totals over files (all with the same edges)."""
+        scores = list(scores)
+        total = cls(scores[0].edges_s if scores else TURN_LENGTH_BINS_S)
+        for score in scores:
+            for name in ("speech_s", "missed_s", "turns"):
+                mine = getattr(total, name)
+                setattr(
+                    total, name, [a + b for a, b in zip(mine, getattr(score, name), strict=True)]
+                )
+        return total
+
+
+def missed_by_length(
+    turns: Sequence[Segment],
+    speech: Sequence[Segment],
+    hypothesis: Sequence[Segment],
+    edges_s: tuple[float, ...] = TURN_LENGTH_BINS_S,
+) -> MissedByLength:
+    """Reference ``speech`` (within ``turns``, same speaker) that no hypothesis segment
+    labels, on a 10 ms grid, binned by the length of the turn it belongs to."""
+    n = max((_frame(end) for _, end, _ in [*turns, *speech, *hypothesis]), default=0)
+    labelled = np.zeros(n, dtype=bool)
+    for start, end, _ in hypothesis:
+        labelled[_frame(start) : _frame(end)] = True
+    result = MissedByLength(tuple(edges_s))
+    for t_start, t_end, speaker in turns:
+        slot = int(np.searchsorted(edges_s, t_end - t_start, side="right")) - 1
+        slot = min(max(slot, 0), len(edges_s) - 2)
+        result.turns[slot] += 1
+        for start, end, who in speech:
+            if who != speaker or end <= t_start or start >= t_end:
+                continue
+            lo, hi = _frame(max(start, t_start)), _frame(min(end, t_end))
+            result.speech_s[slot] += (hi - lo) * GRID_S
+            result.missed_s[slot] += float(np.count_nonzero(~labelled[lo:hi])) * GRID_S
+    return result
+
+
 def read_rttm(path_or_text: str | Path) -> dict[str, list[Segment]]:
     """``SPEAKER`` lines of an RTTM file (or RTTM text) by file id, sorted by start.
 
