@@ -196,6 +196,7 @@ class _Segment:
     previous: str | None = None  # the stream's label before this segment
     changed: bool = False  # whether its change (or that it is none) was decided
     reported: bool = False  # whether it emitted a change event
+    announced: str | None = None  # the label its last speaker event gave
 
 
 class Tracker:
@@ -375,6 +376,8 @@ class Tracker:
             return []
         segment = self.segment
         if segment is None:
+            if (window.end_s - self.region_start_s) / window.length_s < self.STRADDLE_INSIDE:
+                return []  # mostly what came before the region: its onset will name it
             return self._open_segment(self.region_start_s, now_s, full=window)
         if window.start_s < segment.start_s:
             # Straddles the segment start: part of it is the previous voice or silence.
@@ -397,9 +400,8 @@ class Tracker:
         pending, self._pending = self._pending, []
         label, _ = self.classify(pending[-1].embedding, o.window_s)
         if label is None or label == segment.label:
-            for w in pending:
-                self._extend(w, now_s)
-            return []
+            # A false alarm: the windows are the segment's after all, and may revise it.
+            return [event for w in pending for event in self._extend(w, now_s)]
         change_s = max(segment.start_s, self._change_time(segment, label, pending))
         return self._close_segment(change_s, now_s) + self._open_segment(
             change_s, now_s, full=pending[-1]
@@ -532,7 +534,9 @@ class Tracker:
                 self._event("change", segment.start_s, now_s, now_s, label, score, previous)
             )
         segment.label = self.last_label = label
-        events.append(self._event("speaker", segment.start_s, now_s, now_s, label, score))
+        if label != segment.announced:
+            segment.announced = label
+            events.append(self._event("speaker", segment.start_s, now_s, now_s, label, score))
         return events
 
     def _same_as_last(self, segment: _Segment, label: str) -> bool:

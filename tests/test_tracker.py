@@ -310,12 +310,14 @@ def test_an_onset_that_names_someone_reports_what_reaching_back_hid():
     tracker = Tracker("s", TrackerOptions(), ORTHO)
     # A stranger, heard too badly to make a voice of (half-silent windows): unknown.
     events = region(tracker, [near(stranger, 0.05)] * 8, ratio=0.7)
-    # Bob after a pause: the first full window still holds mostly the stranger, so the
-    # segment looks like the same unknown voice; bob's onset then names him.
+    # Bob after a pause, his voice 0.45 s into the region: the first full window still
+    # sounds like the stranger, so the segment looks like the same unknown voice; bob's
+    # onset then names him.
     events += tracker.gate(GateUpdate(started_at_s=10.0), 10.3)
-    events += tracker.window(Window(9.2, 10.8, 0.6, -30.0, near(stranger, 0.05)), 10.8)
+    events += tracker.window(Window(9.7, 11.3, 0.6, -30.0, near(stranger, 0.05)), 11.3)
     assert [e.label for e in events if e.type == "speaker"] == [UNKNOWN, UNKNOWN]
-    events += tracker.window(Window(10.2, 10.8, 1.0, -30.0, near(ORTHO["bob"], 0.05), True), 10.8)
+    onset = Window(10.45, 11.35, 1.0, -30.0, near(ORTHO["bob"], 0.05), onset=True)
+    events += tracker.window(onset, 11.35)
     assert changes(events) == [(UNKNOWN, "bob", 10.0)]
 
 
@@ -357,3 +359,59 @@ def test_a_voice_near_a_profile_whose_speaker_was_heard_is_a_stranger():
     events += region(tracker, stranger, start_s=20.0)
     assert labels(events) == ["alice", "speaker-1", "speaker-1"]
     assert float(tracker.voice("speaker-1").centroid @ ORTHO["alice"]) >= 0.76 - 1e-6
+
+
+def announced(events):
+    """The label each segment's last ``speaker`` event announced, by segment start."""
+    return {e.start_s: e.label for e in events if e.type == "speaker"}
+
+
+def test_windows_folded_back_after_a_false_alarm_announce_what_they_decide():
+    # Unsure of alice (0.72) and half-silent: unknown. Two windows unlike the first
+    # (another remainder) look like a turn, but name no one: they are folded back into
+    # the segment, and with them its mean reaches alice. The subscriber must hear it.
+    tracker = Tracker("s", TrackerOptions(), ORTHO)
+    vectors = [blend(alice=0.72)] * 10 + [blend(alice=0.72, rest=AXES[6])] * 5
+    events = region(tracker, vectors, ratio=0.7)
+    assert labels(events) == ["alice"]
+    assert announced(events) == {0.0: "alice"}
+
+
+def test_a_window_mostly_before_a_region_does_not_name_it_before_its_onset():
+    # Alice, a pause, then bob. The first full window of bob's region (0.6 s of it, the
+    # rest alice and silence) still sounds like alice; bob's onset window names him
+    # 0.1 s later. A subscriber hears once who speaks from 10.0 s: bob, a change.
+    tracker = Tracker("s", TrackerOptions(), ORTHO)
+    events = region(tracker, [near(ORTHO["alice"], 0.05) for _ in range(15)])
+    events += tracker.gate(GateUpdate(started_at_s=10.0), 10.3)
+    events += tracker.window(Window(9.05, 10.65, 1.0, -30.0, near(ORTHO["alice"], 0.05)), 10.65)
+    onset = Window(10.05, 10.7, 1.0, -30.0, near(ORTHO["bob"], 0.05), onset=True)
+    events += tracker.window(onset, 10.7)
+    said = [(e.type, e.label) for e in events if e.start_s == 10.0]
+    assert said == [("speech_start", None), ("change", "bob"), ("speaker", "bob")]
+
+
+def test_a_stranger_then_an_enrolled_voice_after_a_pause_is_one_change():
+    # The window reaching back over the pause mixes the stranger and alice: unknown;
+    # alice's onset names her. One change, speaker-1 -> alice, not one to unknown first.
+    stranger = AXES[2]
+    tracker = Tracker("s", TrackerOptions(), ORTHO)
+    events = region(tracker, [near(stranger, 0.05) for _ in range(10)])
+    events += tracker.gate(GateUpdate(started_at_s=10.0), 10.3)
+    mixed = (0.55 * ORTHO["alice"] + 0.55 * stranger + np.sqrt(1 - 2 * 0.55**2) * AXES[5])
+    events += tracker.window(Window(9.05, 10.65, 1.0, -30.0, mixed), 10.65)
+    onset = Window(10.05, 10.7, 1.0, -30.0, near(ORTHO["alice"], 0.05), onset=True)
+    events += tracker.window(onset, 10.7)
+    assert changes(events) == [("speaker-1", "alice", 10.0)]
+    assert [e.label for e in events if e.type == "speaker" and e.start_s == 10.0] == ["alice"]
+
+
+def test_a_label_is_announced_once_per_segment():
+    # Bob's turn is found by full windows and dated back; his onset window then comes
+    # in and re-decides the segment from his own audio: still bob, nothing new to say.
+    tracker = Tracker("s", TrackerOptions(), ORTHO)
+    alice = [near(ORTHO["alice"], 0.05) for _ in range(15)]
+    bob = [near(ORTHO["bob"], 0.05) for _ in range(10)]
+    events = region(tracker, alice + bob, onsets=[(3.2, 0.6, near(ORTHO["bob"], 0.05))])
+    speakers = [(e.start_s, e.label) for e in events if e.type == "speaker"]
+    assert len(speakers) == len(set(speakers)) == 2
