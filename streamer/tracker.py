@@ -376,7 +376,8 @@ class Tracker:
             return []
         segment = self.segment
         if segment is None:
-            if (window.end_s - self.region_start_s) / window.length_s < self.STRADDLE_INSIDE:
+            inside = (window.end_s - self.region_start_s) / window.length_s
+            if inside < self.STRADDLE_INSIDE and not self._names_another(window):
                 return []  # mostly what came before the region: its onset will name it
             return self._open_segment(self.region_start_s, now_s, full=window)
         if window.start_s < segment.start_s:
@@ -406,6 +407,12 @@ class Tracker:
         return self._close_segment(change_s, now_s) + self._open_segment(
             change_s, now_s, full=pending[-1]
         )
+
+    def _names_another(self, window) -> bool:
+        """Whether a full window names a known voice other than the stream's last one
+        (news even from a window that is mostly the audio before its region)."""
+        label, _ = self.classify(window.embedding, self.options.window_s)
+        return self._named(label) and label != self.last_label
 
     def _change_time(self, segment: _Segment, label: str, pending: list) -> float:
         """When the voice changed from ``segment``'s to ``label``'s, from the recent full

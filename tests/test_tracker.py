@@ -389,6 +389,13 @@ def test_a_window_mostly_before_a_region_does_not_name_it_before_its_onset():
     events += tracker.window(onset, 10.7)
     said = [(e.type, e.label) for e in events if e.start_s == 10.0]
     assert said == [("speech_start", None), ("change", "bob"), ("speaker", "bob")]
+    # A window that names somebody new although it is mostly the audio before the
+    # region is news at once: the change comes without waiting for the onset.
+    tracker = Tracker("s", TrackerOptions(), ORTHO)
+    region(tracker, [near(ORTHO["alice"], 0.05) for _ in range(15)])
+    tracker.gate(GateUpdate(started_at_s=10.0), 10.3)
+    events = tracker.window(Window(9.05, 10.65, 1.0, -30.0, near(ORTHO["bob"], 0.05)), 10.65)
+    assert [(e.type, e.label, e.emitted_at) for e in events][0] == ("change", "bob", 10.65)
 
 
 def test_a_stranger_then_an_enrolled_voice_after_a_pause_is_one_change():
