@@ -179,8 +179,7 @@ class Server:
             process_request=self._http,
             compression=None,
             max_size=4 * limits.max_frame_bytes,
-            ping_interval=limits.ping_interval_s,
-            ping_timeout=limits.ping_timeout_s,
+            ping_interval=None,  # each Connection runs its own keepalive (keepalive.py)
             close_timeout=CLOSE_TIMEOUT_S,
         )
         self.port = self._ws.sockets[0].getsockname()[1]

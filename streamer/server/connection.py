@@ -21,6 +21,7 @@ from ..profiles import check_name
 from ..sources.websocket import AudioFormat
 from .app import PROTOCOL_VERSION, Server, check_stream_id, error_message, report_info
 from .hub import Outbox, Subscriber
+from .keepalive import keepalive
 from .session import Enrollment, Session
 
 log = logging.getLogger("streamer.server")
@@ -81,6 +82,7 @@ class Connection:
         log.info("client %d connected from %s", self.number, self.peer)
         self.outbox.start()
         self._arm_watchdog()
+        pinging = asyncio.create_task(self._keepalive())
         try:
             async for message in self.ws:
                 self._last_active = self._loop.time()
@@ -97,7 +99,18 @@ class Connection:
         except ConnectionClosed:
             pass  # vanished mid-message, or a keepalive timeout: clean up all the same
         finally:
+            pinging.cancel()
             await self._cleanup()
+
+    def _keepalive(self):
+        limits = self.limits
+        return keepalive(
+            self.ws,
+            limits.ping_interval_s,
+            limits.ping_timeout_s,
+            paused=lambda: self._busy,
+            last_heard=lambda: self._last_active,
+        )
 
     async def _refuse(self) -> None:
         message = (

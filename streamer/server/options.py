@@ -53,8 +53,11 @@ class ServerLimits:
         idle_timeout_s: a stream or control connection that sends nothing for this long
             gets ``idle_timeout`` and is closed (1000; its stream, if any, is ended).
             Subscribers only listen, so they are never idle.
-        ping_interval_s: websocket keepalive ping interval.
-        ping_timeout_s: a peer that does not answer a ping within this is dropped.
+        ping_interval_s: websocket keepalive ping interval (a client that sent something
+            within it is not pinged).
+        ping_timeout_s: a peer that does not answer a ping within this, and sends
+            nothing else either, is dropped (1011). A client paused for backpressure is
+            never dropped for it: its pong waits behind the audio the daemon is not reading.
         max_enroll_s: longest live enrollment recording.
     """
 
