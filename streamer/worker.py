@@ -320,9 +320,8 @@ class Engine:
         """Process what is left of a stream, close its open regions, and forget it."""
         stream = self.streams[stream_id]
         stream.closed = True
-        events: list[Event] = []
-        while stream.pending_samples:  # its own audio only: the other streams go on
-            events += self.step([stream])
+        # Its own audio only: the other streams go on.
+        events = [event for events in self.run(streams=[stream]) for event in events]
         update = stream.gate.close(stream.time_s)
         events += stream.tracker.close(update, stream.time_s)
         del self.streams[stream_id]
@@ -364,16 +363,21 @@ class Engine:
 
     # Processing
 
-    def pending(self, min_samples: int = 1) -> bool:
-        """Whether some stream has at least ``min_samples`` pushed but not processed."""
-        return any(s.pending_samples >= min_samples for s in self.streams.values())
+    def pending(self, min_samples: int = 1, streams: list[Stream] | None = None) -> bool:
+        """Whether some stream (of ``streams``, default all) has at least ``min_samples``
+        pushed but not processed."""
+        streams = self.streams.values() if streams is None else streams
+        return any(s.pending_samples >= min_samples for s in streams)
 
-    def run(self, min_pending_samples: int = 1) -> Iterator[list[Event]]:
-        """The drive loop: step while some stream has ``min_pending_samples`` waiting
-        (each step takes at most ``step_s`` of each stream); yield each step's events.
-        Audio pushed meanwhile (from another thread, or between two steps) is taken too."""
-        while self.pending(min_pending_samples):
-            yield self.step()
+    def run(
+        self, min_pending_samples: int = 1, streams: list[Stream] | None = None
+    ) -> Iterator[list[Event]]:
+        """The drive loop: step while some stream (of ``streams``, default all) has
+        ``min_pending_samples`` waiting (each step takes at most ``step_s`` of each
+        stream); yield each step's events. Audio pushed meanwhile (from another thread,
+        or between two steps) is taken too."""
+        while self.pending(min_pending_samples, streams):
+            yield self.step(streams)
 
     def drain(self) -> list[Event]:
         """Step until every pushed sample is processed."""
