@@ -408,3 +408,28 @@ def test_benchmark_conversations_look_like_unseen_ones():
     assert benchmark_options(5, clean=True).session is None
     nobody = benchmark_options(4, enrolled=False)
     assert nobody.n_speakers == 0 and nobody.n_strangers == 3
+
+
+def test_cli_mismatched_writes_other_audio_and_says_what_each_speaker_got(tmp_path):
+    import json
+
+    from streamer.cli import simulate as command
+
+    src = tmp_path / "src"
+    src.mkdir()
+    write_folder(src)
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    audio = {}
+    for flags in ([], ["--mismatched"]):
+        out = tmp_path / ("out" + "".join(flags))
+        argv = ["simulate", str(src), str(out), "--count", "1", "--duration-s", "15"]
+        args = parser.parse_args([*argv, "--enroll-s", "3", *flags])
+        assert args.func(args) == 0
+        audio[bool(flags)], _ = sf.read(out / "sim0000" / "sim0000.wav")
+        conditions = out / "sim0000" / "conditions.json"
+        assert conditions.is_file() == bool(flags)
+    said = json.loads((tmp_path / "out--mismatched" / "sim0000" / "conditions.json").read_text())
+    assert "noise" in said and len(said) == 1 + 3  # the noise and 3 enrolled speakers
+    assert audio[True].shape == audio[False].shape
+    assert not np.allclose(audio[True], audio[False], atol=1e-3)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..evaluation.simulate import SimulationOptions, simulate_from_folder
+from ..evaluation.augment import SessionOptions
+from ..evaluation.simulate import HALVES, SimulationOptions, simulate_from_folder
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -37,6 +39,18 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--overlap-prob", type=float, default=defaults.overlap_prob)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument(
+        "--mismatched",
+        action="store_true",
+        help="make enrollment and turns two sessions (level, microphone, room, noise), as "
+        "the benchmarks do; OUT_DIR/<id>/conditions.json says what each speaker got",
+    )
+    parser.add_argument(
+        "--speaker-half",
+        choices=HALVES,
+        default=defaults.speakers,
+        help="draw from all speakers or only the tune or report half (default all)",
+    )
+    parser.add_argument(
         "--cut-anywhere",
         action="store_true",
         help="cut turns at their drawn lengths, mid-word too, instead of at pauses",
@@ -59,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         overlap_prob=args.overlap_prob,
         seed=args.seed,
         cut_at_pauses=not args.cut_anywhere,
+        session=SessionOptions() if args.mismatched else None,
+        speakers=args.speaker_half,
     )
     out_dir: Path = args.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -68,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
         for index in range(args.count):
             conversation = simulate_from_folder(args.src_dir, options, index)
             conversation.save(out_dir / conversation.file_id)
+            if conversation.conditions:
+                conditions = out_dir / conversation.file_id / "conditions.json"
+                conditions.write_text(json.dumps(conversation.conditions, indent=2) + "\n")
             references.append(conversation.to_rttm())
             progress.advance(task)
     (out_dir / "reference.rttm").write_text("".join(references), encoding="utf-8")
