@@ -93,7 +93,7 @@ def encoder_ms(engine, batch: int, repeats: int = 20) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help="folder of single-speaker recordings")
-    parser.add_argument("--count", type=int, default=48, help="conversations (default 48)")
+    parser.add_argument("--count", type=int, default=24, help="conversations (default 24)")
     add_condition_arguments(parser)
     parser.add_argument(
         "--cut-anywhere",

@@ -269,7 +269,7 @@ def label_stability(segments, turns, phases, speakers, phase_s) -> tuple[int, in
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sim", type=Path, help="folder of single-speaker recordings")
-    parser.add_argument("--count", type=int, default=24, help="simulated conversations")
+    parser.add_argument("--count", type=int, default=12, help="simulated conversations")
     add_condition_arguments(parser)
     parser.add_argument("--ami", type=Path, help="ami-debug-train folder")
     parser.add_argument("--sample", type=Path, help="pyannote-sample folder")
