@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import AudioError
+from .errors import AudioError, ConfigError
 
 
 class RingBuffer:
@@ -16,7 +16,7 @@ class RingBuffer:
 
     def __init__(self, capacity: int, channels: int = 1, dtype=np.float32) -> None:
         if capacity <= 0:
-            raise ValueError("capacity must be positive")
+            raise ConfigError(f"a ring buffer needs a positive capacity, not {capacity}")
         shape = (capacity,) if channels == 1 else (capacity, channels)
         self._data = np.zeros(shape, dtype=dtype)
         self.capacity = capacity

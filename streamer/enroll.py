@@ -145,10 +145,12 @@ def enroll(
     )
 
 
-def check_model(store: ProfileStore, name: str, model: str) -> Profile | None:
+def check_model(
+    store: ProfileStore, name: str, model: str, label_ok: bool = False
+) -> Profile | None:
     """The existing profile ``name`` (``None`` if new); :class:`ProfileError` if it was made
-    with another model or the name is not valid."""
-    check_name(name)
+    with another model or the name is not valid (:func:`~streamer.profiles.check_name`)."""
+    check_name(name, label_ok=label_ok)
     existing = store.get(name) if name in store else None
     if existing is not None and existing.model != model:
         raise ProfileError(
@@ -220,11 +222,13 @@ def promote(
     model: str,
     options: EnrollOptions | None = None,
     force: bool = False,
+    label_ok: bool = False,
 ) -> EnrollmentReport:
     """Save an unknown voice the tracker learnt (its clean windows only) as profile
-    ``name``, or add it to that profile. The same checks as :func:`enroll` apply."""
+    ``name``, or add it to that profile. The same checks as :func:`enroll` apply;
+    ``label_ok`` allows a ``speaker-N`` name (``track --save-unknown``)."""
     options = options or EnrollOptions()
-    existing = check_model(store, name, model)
+    existing = check_model(store, name, model, label_ok)
     speech_s = voice.speech_s
     profile = existing or Profile(
         name=name, model=model, total=np.zeros(len(voice.total)), count=0, speech_s=0.0

@@ -23,14 +23,35 @@ from .errors import ProfileError
 ENV_VAR = "STREAMER_PROFILES"
 FORMAT_VERSION = 1
 _NAME = re.compile(r"[^\W_][\w .-]{0,63}")
+_LABEL = re.compile(r"speaker-[0-9]+", re.IGNORECASE)
+"""The labels the tracker gives unknown voices (``docs/events.md``)."""
+TEMP_PREFIX = ".tmp-"
 
 
-def check_name(name: str) -> str:
-    """Return ``name`` if it is a safe profile name, else raise :class:`ProfileError`."""
-    if not _NAME.fullmatch(name) or ".." in name or name.strip() != name or name == "unknown":
+def check_name(name: object, *, label_ok: bool = False) -> str:
+    """Return ``name`` if it may name a profile, else raise :class:`ProfileError`.
+
+    The one name rule, applied by every path that names a profile (``streamer enroll``,
+    ``track --name``, ``profiles rename``, the daemon's enroll, rename and promote):
+    1-64 letters, digits, spaces, ``.``, ``_`` or ``-``, starting with a letter or digit,
+    no ``..``; ``unknown`` and the unknown-voice labels ``speaker-N`` are reserved (even
+    with ``force``). ``label_ok`` lets a ``speaker-N`` file through: ``track
+    --save-unknown`` writes voices under their labels for the user to rename.
+    """
+    if (
+        not isinstance(name, str)
+        or not _NAME.fullmatch(name)
+        or ".." in name
+        or name.strip() != name
+    ):
         raise ProfileError(
             f"invalid profile name {name!r}: use 1-64 letters, digits, spaces, '.', '_' or '-', "
-            "starting with a letter or digit (no path separators; 'unknown' is reserved)"
+            "starting with a letter or digit (no path separators)"
+        )
+    if name.lower() == "unknown" or (not label_ok and _LABEL.fullmatch(name)):
+        raise ProfileError(
+            f"profile name {name!r} is reserved: 'unknown' and speaker-1, speaker-2, ... "
+            "label voices nobody enrolled; pick the person's name"
         )
     return name
 
@@ -117,13 +138,34 @@ class ProfileStore:
         self.path = Path(path).expanduser() if path is not None else default_store_path()
         if self.path.exists() and not self.path.is_dir():
             raise ProfileError(f"profile store {self.path} is not a folder; pass --profiles DIR")
+        self.remove_orphans()
+
+    def remove_orphans(self) -> list[Path]:
+        """Delete the temp files of writes that never finished (a process killed mid-save):
+        profiles are biometric data, so no stray copy stays. A temp file is named after
+        the process writing it; those of live processes are left alone."""
+        removed = []
+        try:
+            temps = list(self.path.glob(f"{TEMP_PREFIX}*.json")) if self.path.is_dir() else []
+        except OSError:
+            return removed
+        for temp in temps:
+            pid = temp.name[len(TEMP_PREFIX) :].partition("-")[0]
+            if pid.isdigit() and _alive(int(pid)):
+                continue
+            try:
+                temp.unlink()
+                removed.append(temp)
+            except OSError:
+                pass  # gone already, or not ours to delete: names() never reads it
+        return removed
 
     def file(self, name: str) -> Path:
         """The file that holds (or would hold) profile ``name``."""
         return self._file(name)
 
     def _file(self, name: str) -> Path:
-        return self.path / f"{check_name(name)}.json"
+        return self.path / f"{check_name(name, label_ok=True)}.json"
 
     def names(self) -> list[str]:
         if not self.path.is_dir():
@@ -163,7 +205,8 @@ class ProfileStore:
         path = self._file(profile.name)
         try:
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.path)
+            prefix = f"{TEMP_PREFIX}{os.getpid()}-"
+            fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".json", dir=self.path)
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as f:
                     json.dump(profile.to_json(), f)
@@ -191,6 +234,7 @@ class ProfileStore:
             raise ProfileError(f"cannot remove {name!r} from {self.path}: {exc.strerror}") from exc
 
     def rename(self, old: str, new: str) -> None:
+        check_name(new)
         profile = self.get(old)
         if new in self:
             raise ProfileError(f"a profile named {new!r} exists already; remove it first")
@@ -198,3 +242,16 @@ class ProfileStore:
         profile.updated = _now()
         self.save(profile)
         self._file(old).unlink()
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (on this machine)."""
+    if pid == os.getpid() or os.name == "nt":  # Windows' os.kill would end the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process, or no way to tell: leave its file alone
+    return True

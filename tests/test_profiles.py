@@ -14,11 +14,53 @@ def make(name="alice", model="ge2e", dim=4):
 
 
 @pytest.mark.parametrize(
-    "name", ["../x", "a/b", "a\\b", "", ".hidden", "x" * 65, "unknown", "a\nb"]
+    "name", ["../x", "a/b", "a\\b", "", ".hidden", "x" * 65, "a\nb", None, ["a"]]
 )
 def test_unsafe_names_are_refused(name):
     with pytest.raises(ProfileError, match="invalid profile name"):
         check_name(name)
+
+
+@pytest.mark.parametrize("name", ["unknown", "Unknown", "speaker-1", "speaker-12", "SPEAKER-3"])
+def test_unknown_voice_labels_are_reserved(name, tmp_path):
+    with pytest.raises(ProfileError, match="reserved"):
+        check_name(name)
+    store = ProfileStore(tmp_path)
+    store.save(make("alice"))
+    with pytest.raises(ProfileError, match="reserved"):
+        store.rename("alice", name)
+    assert store.names() == ["alice"]
+
+
+def test_a_label_may_be_a_file_for_save_unknown(tmp_path):
+    store = ProfileStore(tmp_path)
+    store.save(make("speaker-2"))  # what track --save-unknown writes, to be renamed
+    store.rename("speaker-2", "dave")
+    assert store.names() == ["dave"]
+
+
+def test_orphan_temp_files_are_removed_at_start_and_never_read(tmp_path):
+    import subprocess
+    import sys
+
+    store = ProfileStore(tmp_path)
+    store.save(make("alice"))
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    orphan = tmp_path / f".tmp-{dead.stdout.strip()}-abc.json"
+    orphan.write_text(json.dumps(make("mallory").to_json()))
+    legacy = tmp_path / ".tmp-q1w2e3.json"  # the old naming, before the writer's pid
+    legacy.write_text("{")
+    live = tmp_path / f".tmp-{os.getpid()}-writing.json"  # this process is mid-write
+    live.write_text("{")
+    assert store.names() == ["alice"]  # temp files are never profiles
+    again = ProfileStore(tmp_path)  # start-up
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["alice.json", live.name])
+    assert again.names() == ["alice"]
 
 
 @pytest.mark.parametrize("name", ["alice", "Bob Smith", "jean-luc", "zoë", "speaker.2"])

@@ -111,7 +111,8 @@ def save_voices(tracker, model: str, targets: list[tuple[str, str, ProfileStore]
             heard = ", ".join(tracker.voices) or "none"
             lines.append(f"not saved: no unknown voice {label!r} in this run (heard: {heard})")
             continue
-        report = promote(store, name, tracker.voices[label], model)
+        # --save-unknown keeps a voice under its own label, for the user to rename.
+        report = promote(store, name, tracker.voices[label], model, label_ok=name == label)
         if report.profile is None:
             problems = "; ".join(f.message for f in report.feedback)
             lines.append(f"not saved: {label} as {name!r}: {problems}")

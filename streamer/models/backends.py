@@ -20,7 +20,7 @@ import sys
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelError
 
 BACKENDS = ("auto", "torch", "mlx")
 MLX_INSTALL = 'pip install "mlx[cpu]" (plain "mlx" on Apple Silicon)'
@@ -95,7 +95,7 @@ def _mx(tensor: torch.Tensor):
 
 def _stacked_layers(rnn: torch.nn.RNNBase, kind: str) -> list:
     if not rnn.batch_first or rnn.bidirectional or not rnn.bias or rnn.proj_size:
-        raise ValueError(f"only batch-first, one-way {kind} layers with biases convert to MLX")
+        raise ModelError(f"only batch-first, one-way {kind} layers with biases convert to MLX")
     names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
     return [{n: getattr(rnn, f"{n}_l{i}") for n in names} for i in range(rnn.num_layers)]
 

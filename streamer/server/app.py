@@ -3,8 +3,8 @@
 :class:`Server` owns the shared parts — the engine's thread, the subscribers' hub, the
 open streams, the profile store — and the operations that touch several of them
 (open and end a stream, live enrollment, profile changes). Each client connection is
-a :class:`~streamer.server.connection.Connection`, which reads the client's messages
-and calls these.
+a :class:`~streamer.server.connection.Connection`, which reads the client's messages,
+has its :class:`~streamer.server.protocol.Protocol` check them and calls these.
 
 Nothing on the event loop waits for the encoder, the disk or a client: the engine runs
 in its thread (:mod:`~streamer.server.runner`), profile files are read and written in a
@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
 import http
 import itertools
 import json
 import logging
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
@@ -34,55 +32,31 @@ from ..enroll import Collector, EnrollOptions, enroll_collected
 from ..enroll import promote as save_voice
 from ..errors import ConfigError, NoSpeechError, ProfileError, ProtocolError, StreamerError
 from ..events import Event
-from ..profiles import Profile, ProfileStore
+from ..profiles import ProfileStore
 from ..sources.mic import Microphone
 from ..sources.websocket import AudioFormat, FrameDecoder
 from ..worker import Engine
+from .connection import Connection, Refusals
 from .hub import Hub, StreamState
 from .metrics import CONTENT_TYPE_LATEST, Metrics, TimedEmbedder
 from .options import ServerOptions
+from .protocol import (
+    PROTOCOL_VERSION,
+    Gate,
+    check_stream_id,
+    error_message,
+    profile_info,
+    report_info,
+    token_matches,
+)
 from .runner import EngineRunner, EnrollProgress
 from .session import Enrollment, Session
 
 log = logging.getLogger("streamer.server")
 
-PROTOCOL_VERSION = 1
 CLOSE_TIMEOUT_S = 2.0
 """How long closing a connection waits for the client's side of the closing handshake
 (a client that stopped reading never answers)."""
-STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
-
-
-def check_stream_id(stream_id: object) -> str:
-    if not isinstance(stream_id, str) or not STREAM_ID.fullmatch(stream_id):
-        raise ProtocolError(
-            "bad_message",
-            f"stream id {stream_id!r} is not valid: use 1-64 letters, digits, '.', '_', ':' "
-            "or '-', starting with a letter or digit (or leave it out to get one)",
-        )
-    return stream_id
-
-
-def profile_info(profile: Profile) -> dict:
-    """A profile as clients see it (never its voice vector)."""
-    return {
-        "name": profile.name,
-        "model": profile.model,
-        "speech_s": round(profile.speech_s, 2),
-        "created": profile.created,
-        "updated": profile.updated,
-    }
-
-
-def report_info(report) -> dict:
-    """An :class:`~streamer.enroll.EnrollmentReport` as a message's fields."""
-    return {
-        "saved": report.profile is not None,
-        "speech_s": round(report.speech_s, 2),
-        "windows": report.windows,
-        "feedback": [{"code": f.code, "message": f.message} for f in report.feedback],
-        "profile": profile_info(report.profile) if report.profile is not None else None,
-    }
 
 
 class Server:
@@ -128,7 +102,9 @@ class Server:
         self.hub = Hub(self.metrics)
         self.sessions: dict[str, Session] = {}
         self._opening: set[str] = set()  # stream ids being opened
-        self.connections: set = set()
+        self.connections: set[Connection] = set()
+        self.gate = Gate(self.limits)
+        self.refusals = Refusals()
         self.port: int | None = None
         self.failure: BaseException | None = None
         self.started = time.monotonic()
@@ -155,8 +131,6 @@ class Server:
 
     async def start(self) -> None:
         """Start the engine's thread, load the profiles, listen (and record the microphone)."""
-        from .connection import Connection
-
         loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         self.engine.embedder = TimedEmbedder(self.engine.embedder, self.metrics)
@@ -181,6 +155,7 @@ class Server:
             max_size=4 * limits.max_frame_bytes,
             ping_interval=None,  # each Connection runs its own keepalive (keepalive.py)
             close_timeout=CLOSE_TIMEOUT_S,
+            open_timeout=limits.hello_timeout_s,
         )
         self.port = self._ws.sockets[0].getsockname()[1]
         if self.microphone is not None:
@@ -233,10 +208,7 @@ class Server:
     # HTTP: /healthz, /metrics
 
     def token_ok(self, given: str | None) -> bool:
-        token = self.options.token
-        if not token:
-            return True
-        return given is not None and hmac.compare_digest(given.encode(), token.encode())
+        return token_matches(self.options.token, given)
 
     def request_token(self, request: Request) -> str | None:
         """The token a client sent in the URL (``?token=``) or an ``Authorization`` header."""
@@ -502,7 +474,7 @@ class Server:
             message = {"code": "no_voice", "message": str(exc)}
             done.update(saved=False, speech_s=0.0, windows=0, feedback=[message], profile=None)
         except StreamerError as exc:
-            enrollment.reply(error_message(exc, "profile"))
+            enrollment.reply(error_message(exc))
             return
         else:
             done.update(report_info(report))
@@ -570,21 +542,6 @@ class Server:
             else {"stream": self.mic_stream, "device": mic.describe(), "overflows": mic.overflows},
             "limits": self.limits.to_dict(),
         }
-
-
-def error_message(exc: StreamerError, default_code: str = "error") -> dict:
-    """The ``error`` message for a :class:`StreamerError`."""
-    code = getattr(exc, "code", None) or ERROR_CODES.get(type(exc).__name__, default_code)
-    return {"type": "error", "code": code, "message": " ".join(str(exc).split())}
-
-
-ERROR_CODES = {
-    "AudioError": "audio",
-    "ProfileError": "profile",
-    "ModelError": "model",
-    "ConfigError": "config",
-    "NoSpeechError": "no_voice",
-}
 
 
 def _version() -> str:

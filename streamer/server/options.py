@@ -22,8 +22,14 @@ class ServerLimits:
     """What one client, and all of them together, may do.
 
     Attributes:
-        max_connections: websocket connections open at once; one more gets an error
-            ``limit`` and is closed (1013, try again later).
+        max_connections: websocket connections open at once that have said hello (or
+            brought the right token in the URL or a header); one more gets ``limit`` and
+            is closed (1013, try again later).
+        max_pending_connections: connections that have not said hello yet, from
+            anywhere. When full, the oldest pending connection of the address holding
+            the most is closed (``limit``, 1013) to make room, so idle or reconnecting
+            clients cannot lock out one that says hello at once.
+        max_pending_per_address: the same, from one IP address.
         max_streams: audio streams open at once, websocket and microphone together; a
             hello beyond it gets ``limit`` and the connection is closed (1013).
         max_subscribers: connections receiving events at once (a stream client that
@@ -62,13 +68,15 @@ class ServerLimits:
     """
 
     max_connections: int = 128
+    max_pending_connections: int = 64
+    max_pending_per_address: int = 32
     max_streams: int = 64
     max_subscribers: int = 64
     max_frame_bytes: int = 2**19
     max_messages_per_s: float = 200.0
     max_backlog_s: float = 4.0
     subscriber_queue_events: int = 256
-    hello_timeout_s: float = 10.0
+    hello_timeout_s: float = 5.0
     idle_timeout_s: float = 60.0
     ping_interval_s: float = 20.0
     ping_timeout_s: float = 20.0

@@ -9,6 +9,7 @@ across frames) and returns the samples to push into the stream.
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,7 +54,7 @@ class AudioFormat:
         if not isinstance(rate, int) or isinstance(rate, bool):
             raise ProtocolError(
                 "bad_sample_rate",
-                f"sample_rate must be a whole number of Hz, e.g. 16000, not {rate!r}",
+                f"sample_rate must be a whole number of Hz, e.g. 16000, not {reprlib.repr(rate)}",
             )
         if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
             raise ProtocolError(
@@ -62,17 +63,17 @@ class AudioFormat:
                 f"{MAX_SAMPLE_RATE} Hz (the daemon resamples to the model's rate)",
             )
         sample_format = hello.get("format", "int16")
-        if sample_format not in SAMPLE_FORMATS:
+        if not isinstance(sample_format, str) or sample_format not in SAMPLE_FORMATS:
             raise ProtocolError(
                 "bad_format",
-                f"format {sample_format!r} is not supported; send "
+                f"format {reprlib.repr(sample_format)} is not supported; send "
                 + " or ".join(repr(f) for f in SAMPLE_FORMATS)
                 + " little-endian samples",
             )
         channels = hello.get("channels", 1)
         if not isinstance(channels, int) or isinstance(channels, bool):
             raise ProtocolError(
-                "bad_channels", f"channels must be a whole number, not {channels!r}"
+                "bad_channels", f"channels must be a whole number, not {reprlib.repr(channels)}"
             )
         if not 1 <= channels <= MAX_CHANNELS:
             raise ProtocolError(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from streamer.errors import ConfigError
+from streamer.errors import ConfigError, ModelError
 from streamer.models import Embedder, backends, get_spec
 from streamer.models.backends import check_device, choose_backend
 
@@ -81,7 +81,7 @@ def test_rnn_twins_match_torch_at_every_step(kind):
 
 def test_only_one_way_batch_first_rnns_convert():
     pytest.importorskip("mlx.core")
-    with pytest.raises(ValueError, match="batch-first, one-way GRU"):
+    with pytest.raises(ModelError, match="batch-first, one-way GRU"):
         backends.mlx_gru(torch.nn.GRU(4, 4, bidirectional=True, batch_first=True))
-    with pytest.raises(ValueError, match="batch-first"):
+    with pytest.raises(ModelError, match="batch-first"):
         backends.mlx_lstm(torch.nn.LSTM(4, 4))

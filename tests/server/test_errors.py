@@ -4,12 +4,13 @@ a client vanishing mid-frame; /healthz and /metrics."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import numpy as np
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Frame, Opcode
 
 from streamer.evaluation.synth import conversation, speech
@@ -273,3 +274,79 @@ def test_http_paths(make_engine, store_of):
         "streamer_dropped_events_total",
     ):
         assert name in body
+
+
+def test_deep_json_and_wrong_types_in_a_hello_get_one_error_and_keep_the_connection(
+    make_engine, store_of
+):
+    async def scenario():
+        async with daemon(make_engine(), store_of()) as server:
+            client = await Client.connect(server)
+            client.ready = False
+            hello = {"type": "hello", "role": "stream", "sample_rate": SR}
+            errors = [
+                await expect_error(client, "[" * 5_000 + "]" * 5_000, "bad_json"),
+                await expect_error(client, '{"a":' * 5_000 + "1" + "}" * 5_000, "bad_json"),
+                await expect_error(client, {**hello, "format": ["int16"]}, "bad_format"),
+                await expect_error(client, {**hello, "channels": [1]}, "bad_channels"),
+                await expect_error(client, {"type": ["hello"]}, "unknown_type"),
+                await expect_error(client, {**hello, "role": {"r": 1}}, "bad_message"),
+            ]
+            ready = await client.hello(format="int16")  # the same connection still works
+            await client.close()
+            return errors, ready
+
+    errors, ready = run(scenario())
+    assert "nested too deeply" in errors[0]["message"]
+    assert ready["type"] == "ready"
+
+
+def test_an_idle_connection_flood_locks_nobody_out(make_engine, store_of, caplog):
+    limits = {
+        "max_connections": 20,
+        "max_pending_connections": 16,
+        "max_pending_per_address": 16,
+        "hello_timeout_s": 3.0,
+    }
+
+    async def scenario():
+        async with daemon(make_engine(), store_of(), token=TOKEN, **limits) as server:
+            idle = [await connect(url_of(server)) for _ in range(60)]  # never say hello
+            stop = asyncio.Event()
+
+            async def reconnect() -> int:  # and one that reconnects as fast as it can
+                opened = 0
+                while not stop.is_set():
+                    async with connect(url_of(server)) as ws:
+                        opened += 1
+                        with contextlib.suppress(asyncio.TimeoutError, ConnectionClosed):
+                            await asyncio.wait_for(ws.wait_closed(), 0.05)
+                return opened
+
+            flood = asyncio.gather(*(reconnect() for _ in range(4)))
+            replies, loop = [], asyncio.get_running_loop()
+            until = loop.time() + 2.0
+            while loop.time() < until:  # a well-behaved client, again and again meanwhile
+                client = await Client.connect(server)
+                await client.send({"type": "hello", "role": "control", "token": TOKEN})
+                replies.append(await client.next())
+                await client.close()
+                await asyncio.sleep(0.1)
+            in_url = await Client.connect(server, f"?token={TOKEN}")
+            stream = await in_url.hello("stream")
+            await in_url.end()
+            await in_url.close()
+            stop.set()
+            reconnects = sum(await flood)
+            health = await http_get(server, "/healthz")
+            for ws in idle:
+                await ws.close()
+            return replies, stream, reconnects, health
+
+    with caplog.at_level("INFO", logger="streamer.server"):
+        replies, stream, reconnects, health = run(scenario())
+    assert len(replies) >= 5 and all(r["type"] == "ready" for r in replies), replies
+    assert stream["type"] == "ready"
+    assert reconnects >= 8 and health[0] == 200
+    refusals = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(refusals) <= 4, [r.getMessage() for r in refusals]  # one line per kind per 10 s
