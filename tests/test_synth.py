@@ -9,6 +9,7 @@ import librosa
 import numpy as np
 import pytest
 
+from streamer.errors import ConfigError
 from streamer.evaluation import synth
 
 SR = 16000
@@ -89,9 +90,9 @@ def test_concurrent_synthesis_matches_serial():
 
 
 def test_unknown_voices_are_rejected():
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         synth.synthesize(TEXT, "en+no_such_variant")
-    with pytest.raises(KeyError):
+    with pytest.raises(ConfigError):
         synth.speech("Mallory", 1.0)
 
 

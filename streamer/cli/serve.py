@@ -11,7 +11,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from ..errors import ConfigError, StreamerError
+from ..errors import ConfigError, EngineError
 from ..server.options import DEFAULT_HOST, DEFAULT_PORT, ServerLimits, ServerOptions
 from . import add_model_options, add_profiles_option, positive_float, positive_int
 from .devices import add_mic_options
@@ -217,5 +217,5 @@ async def serve(engine, store, options: ServerOptions, microphone, mic_stream: s
         await server.close()
         log.info("stopped")
     if server.failure is not None:
-        raise StreamerError(f"the daemon stopped: the engine failed ({server.failure!r})")
+        raise EngineError(f"the daemon stopped: the engine failed ({server.failure!r})")
     return 0

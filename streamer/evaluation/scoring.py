@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import StreamerError
+from ..errors import DataError
 
 Segment = tuple[float, float, str]
 """``(start_s, end_s, label)``."""
@@ -385,7 +385,7 @@ def read_rttm(path_or_text: str | Path) -> dict[str, list[Segment]]:
             start, duration = float(fields[3]), float(fields[4])
             label = fields[7]
         except (IndexError, ValueError) as error:
-            raise StreamerError(
+            raise DataError(
                 f"RTTM line {number} is not 'SPEAKER <file> <chan> <start> <dur> <NA> <NA> "
                 f"<speaker> ...': {' '.join(fields)}"
             ) from error
@@ -400,7 +400,7 @@ def read_uem(path_or_text: str | Path) -> dict[str, list[tuple[float, float]]]:
         try:
             span = (float(fields[2]), float(fields[3]))
         except (IndexError, ValueError) as error:
-            raise StreamerError(
+            raise DataError(
                 f"UEM line {number} is not '<file> <chan> <start> <end>': {' '.join(fields)}"
             ) from error
         result.setdefault(fields[0], []).append(span)
@@ -419,7 +419,7 @@ def _lines(path_or_text: str | Path, text_prefix: str | None) -> Iterable[tuple[
         try:
             text = Path(path_or_text).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
-            raise StreamerError(f"cannot read {path_or_text}: {error}") from error
+            raise DataError(f"cannot read {path_or_text}: {error}") from error
     for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if fields and not fields[0].startswith(("#", ";")):

@@ -31,6 +31,8 @@ from typing import NamedTuple
 import numpy as np
 import soxr
 
+from ..errors import ConfigError, SynthesisError
+
 __all__ = [
     "SENTENCES",
     "VOICES",
@@ -73,7 +75,7 @@ def _paths() -> tuple[str, Path]:
     try:
         import espeakng_loader
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise RuntimeError(
+        raise SynthesisError(
             "tests/synth.py needs the 'espeakng-loader' package (pip install espeakng-loader)"
         ) from exc
     return espeakng_loader.get_library_path(), Path(espeakng_loader.get_data_path())
@@ -122,7 +124,7 @@ def _check_voice(voice: str) -> None:
     """espeak silently ignores an unknown ``+variant``; catch typos here instead."""
     _, plus, variant = voice.partition("+")
     if plus and not (_paths()[1] / "voices" / "!v" / variant).is_file():
-        raise ValueError(f"unknown espeak-ng voice variant {variant!r} in {voice!r}")
+        raise ConfigError(f"unknown espeak-ng voice variant {variant!r} in {voice!r}")
 
 
 def _synth_native(
@@ -139,10 +141,12 @@ def _synth_native(
                 _AUDIO_OUTPUT_SYNCHRONOUS, 0, data_parent, _INITIALIZE_DONT_EXIT
             )
             if native_rate <= 0:
-                raise RuntimeError(f"espeak_Initialize failed ({native_rate}) for {data_parent!r}")
+                raise SynthesisError(
+                    f"espeak_Initialize failed ({native_rate}) for {data_parent!r}"
+                )
             lib.espeak_SetSynthCallback(_CALLBACK)
             if lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
-                raise ValueError(f"unknown espeak-ng voice {voice!r}")
+                raise ConfigError(f"unknown espeak-ng voice {voice!r}")
             rate = int(np.clip(rate_wpm, _RATE_MIN, _RATE_MAX))
             lib.espeak_SetParameter(_PARAM_RATE, rate, 0)
             lib.espeak_SetParameter(_PARAM_PITCH, 50 if pitch is None else int(pitch), 0)
@@ -156,7 +160,7 @@ def _synth_native(
                 encoded, len(encoded), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
             )
             if status != _EE_OK:
-                raise RuntimeError(f"espeak_Synth failed ({status}) for {text!r}")
+                raise SynthesisError(f"espeak_Synth failed ({status}) for {text!r}")
             lib.espeak_Synchronize()
             samples = np.concatenate(_chunks) if _chunks else np.zeros(0, np.int16)
         finally:
@@ -201,7 +205,7 @@ def synthesize(
     makes it (a few ms). The result is a fresh array; synthesis itself is cached.
     """
     if sample_rate <= 0:
-        raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+        raise ConfigError(f"sample_rate must be positive, got {sample_rate}")
     return _synth_cached(text, voice, int(sample_rate), int(rate_wpm), pitch, pitch_range).copy()
 
 
@@ -287,7 +291,7 @@ def _voice_of(speaker: str) -> Voice:
         return voice
     if "+" in speaker or (speaker.islower() and speaker.replace("-", "").isalpha()):
         return Voice(speaker)
-    raise KeyError(f"unknown speaker {speaker!r}; known: {sorted(VOICES)}")
+    raise ConfigError(f"unknown speaker {speaker!r}; known: {sorted(VOICES)}")
 
 
 def _active_extent(audio: np.ndarray, sample_rate: int, floor_db: float = -45.0) -> slice:
@@ -342,7 +346,7 @@ def speech(speaker: str, seconds: float, seed: int = 0, sample_rate: int = 16000
     (or a raw espeak voice name). Same arguments give the same samples.
     """
     if seconds < 0:
-        raise ValueError(f"seconds must be >= 0, got {seconds}")
+        raise ConfigError(f"seconds must be >= 0, got {seconds}")
     n_total = int(round(seconds * sample_rate))
     voice = _voice_of(speaker)
     rng = _rng(seed, speaker, "speech")
@@ -380,7 +384,7 @@ def conversation(
     Each turn gets its own sentences (the seed is mixed with the turn index).
     """
     if gap_s < 0:
-        raise ValueError(f"gap_s must be >= 0, got {gap_s}")
+        raise ConfigError(f"gap_s must be >= 0, got {gap_s}")
     gap = np.zeros(int(round(gap_s * sample_rate)), np.float32)
     pieces: list[np.ndarray] = []
     reference: list[tuple[float, float, str]] = []

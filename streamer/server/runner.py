@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..enroll import Collector
+from ..errors import EngineError
 from ..events import Event
 from ..vad import GateUpdate
 from ..worker import Engine, StreamTracker, Window
@@ -144,7 +145,7 @@ class EngineRunner:
         """Run ``fn(*args)`` in the engine's thread between steps; a future of its result."""
         future = self._loop.create_future()
         if self.failure is not None:
-            future.set_exception(RuntimeError(f"the engine thread failed: {self.failure!r}"))
+            future.set_exception(EngineError(f"the engine thread failed: {self.failure!r}"))
             return future
         self._jobs.append((fn, args, future))
         self._job_waiting.set()
