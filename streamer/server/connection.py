@@ -223,7 +223,6 @@ class Connection:
             self.protocol.accept(hello)
             self.reply({"type": "ready", "role": "control", **self._about()}, hello.id)
 
-
     async def _hello_stream(self, hello: Hello) -> None:
         audio_format = hello.audio_format
         if hello.events:
