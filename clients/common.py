@@ -6,21 +6,63 @@ import json
 import sys
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 DEFAULT_URL = "ws://127.0.0.1:8765/"
 
 
+class ClientError(Exception):
+    """What went wrong, in one line a client prints as it is."""
+
+
 async def open_connection(url: str, hello: dict, token: str | None = None) -> ClientConnection:
     """Connect and say hello; return the connection once the daemon answered ``ready``."""
-    ws = await connect(url, max_size=2**22)
+    try:
+        ws = await connect(url, max_size=2**22)
+    except InvalidURI as exc:
+        raise ClientError(f"{url} is not a websocket URL; pass --url ws://HOST:PORT/") from exc
+    except (OSError, InvalidHandshake) as exc:
+        raise ClientError(f"no daemon at {url}; start it with `streamer serve`") from exc
     if token:
         hello = {**hello, "token": token}
-    await ws.send(json.dumps(hello))
-    reply = json.loads(await ws.recv())
+    try:
+        await ws.send(json.dumps(hello))
+        reply = json.loads(await ws.recv())
+    except ConnectionClosed as exc:
+        raise ClientError(f"the daemon at {url} closed the connection: {exc}") from exc
     if reply.get("type") != "ready":
         await ws.close()
-        raise SystemExit(f"the daemon refused: {reply.get('message', reply)}")
+        if reply.get("code") == "unauthorized":
+            given = "the token given with --token" if token else "no token"
+            raise ClientError(
+                f"the daemon at {url} refused {given}: pass its token with --token TOKEN"
+            )
+        raise ClientError(f"the daemon refused: {reply.get('message', reply)}")
     return ws
+
+
+def open_audio(path: str):
+    """``soundfile.SoundFile(path)``, or a :class:`ClientError` saying why it cannot be."""
+    import os
+
+    import soundfile as sf
+
+    if not os.path.exists(path):
+        raise ClientError(f"{path}: no such file")
+    if not os.path.isfile(path):
+        raise ClientError(f"{path} is not a file; pass an audio file (wav, flac, ogg, mp3)")
+    if os.path.getsize(path) == 0:
+        raise ClientError(f"{path} is empty; pass an audio file (wav, flac, ogg, mp3)")
+    try:
+        f = sf.SoundFile(path)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise ClientError(
+            f"{path} is not audio soundfile can read; pass a wav, flac, ogg or mp3 file"
+        ) from exc
+    if f.frames == 0:
+        f.close()
+        raise ClientError(f"{path} holds no audio (0 samples)")
+    return f
 
 
 def describe(message: dict) -> str | None:

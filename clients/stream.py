@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 
-from .common import DEFAULT_URL, open_connection, show
+from .common import DEFAULT_URL, ClientError, open_audio, open_connection, show
 
 
 async def stream_file(
@@ -38,9 +38,7 @@ async def stream_file(
     stop: asyncio.Event | None = None,
 ) -> dict:
     """Send a file (any format soundfile reads); returns the daemon's ``ended`` message."""
-    import soundfile as sf
-
-    with sf.SoundFile(path) as f:
+    with open_audio(path) as f:
         rate = f.samplerate
 
         async def blocks() -> AsyncIterator[np.ndarray]:
@@ -210,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         ended = asyncio.run(run())
-    except (OSError, ConnectionError) as exc:
+    except (ClientError, OSError, ConnectionError) as exc:
         print(f"clients.stream: error: {exc}", file=sys.stderr)
         return 1
     print(f"stream {ended['stream']} ended: {ended['audio_s']:.1f} s of audio", file=sys.stderr)

@@ -17,7 +17,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-from .common import DEFAULT_URL, open_connection, show
+from .common import DEFAULT_URL, ClientError, open_connection, show
 
 
 async def subscribe(
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(run())
     except asyncio.CancelledError:
         return 0
-    except OSError as exc:
+    except (ClientError, OSError) as exc:
         print(f"clients.subscribe: error: {exc}", file=sys.stderr)
         return 1
     print("clients.subscribe: the daemon closed the connection", file=sys.stderr)

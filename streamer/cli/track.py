@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..events import UNKNOWN, Event
+from ..events import Event
 from ..profiles import ProfileStore, check_name
 from ..sinks.rttm import MERGE_GAP_S
 from . import (
@@ -177,8 +179,9 @@ def profile_names(store: ProfileStore, model: str) -> tuple[list[str], list[str]
         warnings.append(f"ignoring profiles made with another model: {', '.join(others)}")
     if not names:
         warnings.append(
-            f"no {model} profiles in {store.path}, so every voice is {UNKNOWN!r}; "
-            "add one with: streamer enroll NAME CLIP"
+            f"no {model} profiles in {store.path}, so voices get labels speaker-1, "
+            "speaker-2, ... by order of appearance; name one with --name speaker-1=NAME or "
+            "enroll one with: streamer enroll NAME CLIP"
         )
     return names, warnings
 
@@ -188,10 +191,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from ..audio import open_audio
-    from ..pipeline import FILE_BATCH_S, track_file
+    from ..pipeline import FILE_BATCH_S, track_chunks, track_file
     from ..sinks.console import ConsoleSink
     from ..sinks.jsonl import JsonlSink
     from ..sinks.rttm import RttmSink
+    from ..sources.file import file_chunks
     from ..worker import WorkerOptions
 
     # Everything that can be checked without the model, first.
@@ -234,11 +238,29 @@ def run(args: argparse.Namespace) -> int:
         sinks.append(summary)
         started = time.perf_counter()
         tracker = engine.new_tracker(stream_id)
-        for event in track_file(engine, path, stream_id, realtime=args.realtime, tracker=tracker):
+        stop, heard = threading.Event(), Heard()
+        if args.realtime:
+            # Ctrl-C stops the audio like a microphone unplugged: the stream is closed
+            # (its open speech gets its segment) and the outputs hold what was heard.
+            previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+            stack.callback(signal.signal, signal.SIGINT, previous)
+            rate = engine.embedder.spec.sample_rate
+            chunks = heard.count(file_chunks(path, rate, realtime=True), stop, rate)
+            events = track_chunks(engine, chunks, stream_id, realtime=True, tracker=tracker)
+        else:
+            events = track_file(engine, path, stream_id, tracker=tracker)
+        for event in events:
             for sink in sinks:
                 sink.write(event)
         processing_s = time.perf_counter() - started
 
+    if stop.is_set():
+        duration_s = heard.seconds
+        print(
+            f"streamer: interrupted after {duration_s:.1f} s of audio; the stream was closed "
+            "and the outputs hold what was heard",
+            file=sys.stderr,
+        )
     if summary.regions == 0:
         print(f"no speech found in {path}", file=sys.stderr)
     rtf = processing_s / duration_s if duration_s > 0 else 0.0
@@ -258,6 +280,24 @@ def run(args: argparse.Namespace) -> int:
     if args.save_unknown:
         unknown_store = ProfileStore(args.save_unknown)
         targets += [(label, label, unknown_store) for label in tracker.voices]
-    for line in save_voices(tracker, engine.embedder.spec.name, targets):
+    lines = save_voices(tracker, engine.embedder.spec.name, targets)
+    for line in lines:
         console.print(Text(line))
-    return 0
+    if stop.is_set():
+        return 130
+    asked = lines[: len(args.name)]  # --name requests; --save-unknown keeps what it can
+    return 1 if any(line.startswith("not saved") for line in asked) else 0
+
+
+class Heard:
+    """Counts the audio that went in, and stops it once ``stop`` is set."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def count(self, chunks, stop: threading.Event, sample_rate: int):
+        for chunk in chunks:
+            if stop.is_set():
+                return
+            self.seconds += len(chunk) / sample_rate
+            yield chunk

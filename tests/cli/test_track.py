@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -147,6 +148,7 @@ def test_save_unknown_keeps_each_voice_as_a_profile(cli, audio, tmp_path):
         "track", audio["talk.wav"], "--profiles", tmp_path / "none", "--save-unknown", saved, "-q"
     )
     assert result.code == 0
+    assert "voices get labels speaker-1, speaker-2" in result.err and "'unknown'" not in result.err
     assert "saved speaker-1 as profile 'speaker-1'" in result.out
     assert ProfileStore(saved).names() == ["speaker-1", "speaker-2"]
     # Later runs that know those profiles name the voices by them.
@@ -164,6 +166,9 @@ def test_name_promotes_one_voice_into_the_store(cli, audio, store, tmp_path):
     assert "robert" in ProfileStore(store).names()
     missing = cli("track", audio["carol.wav"], "--profiles", store, "--name", "speaker-7=x", "-q")
     assert "not saved: no unknown voice 'speaker-7' in this run" in missing.out
+    assert missing.code == 1  # a request that failed
+    reserved = cli("track", audio["carol.wav"], "--name", "speaker-1=speaker-2")
+    assert reserved.code == 1 and "reserved" in reserved.err
     usage = cli("track", audio["carol.wav"], "--name", "carol")
     assert usage.code == 2 and "expected LABEL=NAME" in usage.err
 
@@ -301,3 +306,35 @@ def test_live_off_a_terminal_prints_each_new_speaker_once():
         ["0.00", "-", "4.00", "alice", "0.90"],
         ["4.00", "change", "alice", "->", "bob", "0.80", "(+1.20", "s)"],
     ]
+
+
+def test_ctrl_c_in_realtime_closes_the_stream_and_writes_what_was_heard(audio, store, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    jsonl, rttm = tmp_path / "heard.jsonl", tmp_path / "heard.rttm"
+    command = [sys.executable, "-m", "streamer", "track", str(audio["talk.wav"]), "--realtime"]
+    command += ["--profiles", str(store), "--jsonl", str(jsonl), "--rttm", str(rttm)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert process.stdout.readline().startswith("tracking ")  # the audio starts now
+        time.sleep(8.0)  # a few seconds into the audio on a loaded machine
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "interrupted after" in err and "Traceback" not in err
+    heard = float(err.split("interrupted after ")[1].split()[0])
+    assert 2.0 < heard < 12.0
+    events = read_jsonl(jsonl)
+    types = [e["type"] for e in events]
+    assert types.count("speech_start") == types.count("speech_end") >= 1  # closed
+    assert max(e["end_s"] for e in events if e["type"] == "segment") <= heard + 0.05
+    labels = [label for *_, label in read_rttm(rttm)["talk"]]
+    assert labels[0] == "alice"
+    assert f"wrote {len(events)} events to {jsonl}" in out
