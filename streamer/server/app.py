@@ -131,22 +131,10 @@ class Server:
 
     async def start(self) -> None:
         """Start the engine's thread, load the profiles, listen (and record the microphone)."""
-        loop = asyncio.get_running_loop()
-        self._stopped = asyncio.Event()
-        self.engine.embedder = TimedEmbedder(self.engine.embedder, self.metrics)
-        self.runner = EngineRunner(
-            self.engine,
-            loop,
-            self._on_events,
-            self._on_failure,
-            self.metrics,
-            self.options.batch_delay_s,
-        )
-        self.runner.start()
-        await self.refresh_profiles()
+        await self.start_engine()
         limits = self.limits
         self._ws = await serve(
-            lambda ws: Connection(self, ws, next(self._connection_numbers)).run(),
+            self.connect,
             self.options.host,
             self.options.port,
             origins=[None, *self.options.allowed_origins],
@@ -160,6 +148,28 @@ class Server:
         self.port = self._ws.sockets[0].getsockname()[1]
         if self.microphone is not None:
             await self._start_microphone()
+
+    async def start_engine(self) -> None:
+        """Start the engine's thread and load the profiles, without listening: a front end
+        of another kind (the Ray ingress) hands its connections to :meth:`connect`."""
+        loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        self.engine.embedder = TimedEmbedder(self.engine.embedder, self.metrics)
+        self.runner = EngineRunner(
+            self.engine,
+            loop,
+            self._on_events,
+            self._on_failure,
+            self.metrics,
+            self.options.batch_delay_s,
+        )
+        self.runner.start()
+        await self.refresh_profiles()
+
+    async def connect(self, websocket) -> None:
+        """Serve one client connection until it closes (a ``websockets`` server connection,
+        or anything with its ``recv`` iteration, ``send``, ``close`` and ``request``)."""
+        await Connection(self, websocket, next(self._connection_numbers)).run()
 
     async def wait(self) -> None:
         """Until :meth:`stop` is called or the engine's thread fails."""
@@ -218,16 +228,20 @@ class Server:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         return value.strip() if scheme.lower() == "bearer" else None
 
+    def health(self) -> dict:
+        """The body of ``GET /healthz``; ``status`` is ``failed`` once the engine has died."""
+        return {
+            "status": "ok" if self.failure is None else "failed",
+            "streams": len(self.sessions),
+            "connections": len(self.connections),
+            "uptime_s": round(time.monotonic() - self.started, 1),
+        }
+
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if path == "/healthz":
-            healthy = self.failure is None
-            body = {
-                "status": "ok" if healthy else "failed",
-                "streams": len(self.sessions),
-                "connections": len(self.connections),
-                "uptime_s": round(time.monotonic() - self.started, 1),
-            }
+            body = self.health()
+            healthy = body["status"] == "ok"
             status = http.HTTPStatus.OK if healthy else http.HTTPStatus.SERVICE_UNAVAILABLE
             return _respond(connection, status, json.dumps(body) + "\n", "application/json")
         if path == "/metrics":
@@ -236,8 +250,7 @@ class Server:
                     http.HTTPStatus.UNAUTHORIZED,
                     "send the token: Authorization: Bearer TOKEN, or /metrics?token=TOKEN\n",
                 )
-            self._update_backlog()
-            body = self.metrics.exposition().decode()
+            body = self.exposition().decode()
             return _respond(connection, http.HTTPStatus.OK, body, CONTENT_TYPE_LATEST)
         if path != "/":
             return connection.respond(
@@ -256,6 +269,11 @@ class Server:
             if arrived is not None:
                 self.metrics.event_latency_s.observe(now - arrived)
         self.hub.publish(events)
+
+    def exposition(self) -> bytes:
+        """The body of ``GET /metrics`` (Prometheus text)."""
+        self._update_backlog()
+        return self.metrics.exposition()
 
     def _update_backlog(self) -> None:
         backlog = max((s.stream.pending_samples for s in self.sessions.values()), default=0)

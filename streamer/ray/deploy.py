@@ -1,0 +1,143 @@
+"""Deploying streamer on Ray Serve: the hub actor, the replicas, their scaling.
+
+``streamer serve --ray [ADDRESS]`` calls :func:`serve_cluster`; ``serve run
+streamer.ray:app`` (defaults) or ``serve run streamer.ray:build_app profiles=DIR ...``
+(or a Serve config file naming ``streamer.ray:build_app``) deploy the same application.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass, fields, replace
+
+import ray
+from ray import serve
+
+from ..errors import ConfigError
+from ..pipeline import PipelineOptions
+from ..profiles import default_store_path
+from ..server.options import ServerOptions
+from .hub import NAMESPACE, start_hub
+from .replica import Replica, ReplicaOptions
+
+log = logging.getLogger("streamer.ray")
+
+APP_NAME = "streamer"
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """How many replicas, of what size, and where the profiles live.
+
+    Attributes:
+        replicas: a fixed number of replicas; ``None`` autoscales from ``min_replicas``
+            to ``max_replicas`` on load.
+        min_replicas, max_replicas: the autoscaling range.
+        streams_per_replica: the streams one replica holds in real time (its measured
+            capacity, ``benchmarks/cluster.py``); autoscaling adds a replica when the
+            open connections per replica pass it, and it is each replica's ``max_streams``.
+        cpus_per_replica, gpus_per_replica: ``ray_actor_options`` of a replica (one
+            engine per core, or per GPU).
+        proxy_location: Serve's proxies: ``EveryNode`` (a cluster) or ``HeadOnly``.
+    """
+
+    replicas: int | None = None
+    min_replicas: int = 1
+    max_replicas: int = 8
+    streams_per_replica: int = 24
+    cpus_per_replica: float = 1.0
+    gpus_per_replica: float = 0.0
+    proxy_location: str = "EveryNode"
+
+
+def build(cluster: ClusterOptions, replica: ReplicaOptions) -> serve.Application:
+    """The Serve application: the replicas, sized and scaled by ``cluster``."""
+    limits = replica.server.limits
+    server = replace(
+        replica.server, limits=replace(limits, max_streams=cluster.streams_per_replica)
+    )
+    start_hub(replica.profiles)
+    actor_options = {"num_cpus": cluster.cpus_per_replica}
+    if cluster.gpus_per_replica:
+        actor_options["num_gpus"] = cluster.gpus_per_replica
+    scaling: dict = {"num_replicas": cluster.replicas}
+    if cluster.replicas is None:
+        scaling = {
+            "autoscaling_config": {
+                "min_replicas": cluster.min_replicas,
+                "max_replicas": cluster.max_replicas,
+                # every websocket is one ongoing request; streams dominate them
+                "target_ongoing_requests": max(1.0, 0.8 * cluster.streams_per_replica),
+                "upscale_delay_s": 10.0,
+                "downscale_delay_s": 300.0,
+            }
+        }
+    deployment = Replica.options(
+        ray_actor_options=actor_options,
+        max_ongoing_requests=limits.max_connections,
+        **scaling,
+    )
+    return deployment.bind(replace(replica, server=server))
+
+
+def build_app(args: dict) -> serve.Application:
+    """``serve run streamer.ray:build_app key=value ...``: the keys of
+    :class:`ClusterOptions` and ``model``, ``weights``, ``device``, ``token``."""
+    names = {f.name: f for f in fields(ClusterOptions)}
+    pipeline_keys = ("model", "weights", "device")
+    unknown = sorted(set(args) - set(names) - set(pipeline_keys) - {"token", "profiles"})
+    if unknown:
+        raise ConfigError(
+            f"unknown argument(s) {', '.join(unknown)}; known: "
+            f"{', '.join([*names, *pipeline_keys, 'token', 'profiles'])}"
+        )
+    cluster = {}
+    for key, value in args.items():
+        if key in names and key != "proxy_location":
+            value = float(value) if "pus" in key else int(value)
+        if key in names:
+            cluster[key] = value
+    pipeline = PipelineOptions(**{k: args[k] for k in pipeline_keys if k in args}, backend="torch")
+    return build(
+        ClusterOptions(**cluster),
+        ReplicaOptions(
+            pipeline,
+            ServerOptions(host="0.0.0.0", token=args.get("token")),
+            str(args.get("profiles") or default_store_path()),
+        ),
+    )
+
+
+def serve_cluster(
+    address: str | None,
+    cluster: ClusterOptions,
+    replica: ReplicaOptions,
+    stop: threading.Event | None = None,
+) -> int:
+    """Deploy on the Ray cluster at ``address`` (``None``: start a local one) and serve
+    until Ctrl-C (or ``stop``); the proxy listens on the daemon's host and port."""
+    options = replica.server
+    ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+    try:
+        serve.start(
+            http_options={"host": options.host, "port": options.port},
+            proxy_location=cluster.proxy_location,
+        )
+        serve.run(build(cluster, replica), name=APP_NAME, route_prefix="/", blocking=False)
+        log.info(
+            "listening on ws://%s:%d through Ray Serve (GET /healthz, /metrics); Ctrl-C stops",
+            options.host,
+            options.port,
+        )
+        stop = stop or threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        stop.wait()
+    finally:
+        serve.delete(APP_NAME)
+        if address is None:
+            serve.shutdown()
+        ray.shutdown()
+    return 0

@@ -1,0 +1,202 @@
+"""A Serve replica: the daemon's protocol and one engine, behind Ray Serve's proxy.
+
+Each replica of the deployment is a whole daemon without a listening socket: Serve's
+proxy hands it websocket connections (a FastAPI route), and
+:meth:`~streamer.server.app.Server.connect` serves each with the daemon's own
+:class:`~streamer.server.connection.Connection` — the same messages, limits and errors
+as ``streamer serve``. A stream stays on the replica that took its connection for its
+whole life; the proxy sends new connections to the replicas with the fewest open ones.
+
+What the replica does differently: its hub is linked to the cluster's hub actor
+(:mod:`~streamer.ray.link`), so its subscribers see every replica's streams and
+stream ids are unique cluster-wide; its profile store is the cluster's
+(:class:`~streamer.ray.link.ClusterStore`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from ray import serve
+from starlette.websockets import WebSocketDisconnect
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import Close
+
+from ..errors import ProtocolError
+from ..pipeline import PipelineOptions, build_engine
+from ..profiles import default_store_path
+from ..server.app import Server
+from ..server.metrics import CONTENT_TYPE_LATEST
+from ..server.options import ServerOptions
+from .hub import Message, start_hub
+from .link import ClusterStore, HubLink, LinkedHub
+
+log = logging.getLogger("streamer.ray")
+
+api = FastAPI(title="streamer", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@dataclass(frozen=True)
+class ReplicaOptions:
+    """What every replica runs: the model, the daemon's options (address and port are
+    the proxy's, set when Serve starts) and the profile store's folder on the head node
+    (where the hub runs)."""
+
+    pipeline: PipelineOptions = field(default_factory=PipelineOptions)
+    server: ServerOptions = field(default_factory=ServerOptions)
+    profiles: str = field(default_factory=lambda: str(default_store_path()))
+
+
+class ServeSocket:
+    """A Starlette websocket with the face of a ``websockets`` server connection, which is
+    what :class:`~streamer.server.connection.Connection` talks to."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._ws = websocket
+        self.close_code: int | None = None
+        url = websocket.url
+        self.request = SimpleNamespace(
+            path=url.path + (f"?{url.query}" if url.query else ""), headers=websocket.headers
+        )
+        client = websocket.client
+        self.remote_address = (client.host, client.port) if client else None
+
+    def __aiter__(self):
+        return self._messages()
+
+    async def _messages(self):
+        while self.close_code is None:
+            message = await self._ws.receive()
+            if message["type"] == "websocket.disconnect":
+                self.close_code = message.get("code", 1005)
+                return
+            data = message.get("bytes")
+            yield data if data is not None else message.get("text", "")
+
+    async def send(self, text: str) -> None:
+        if self.close_code is not None:
+            raise ConnectionClosed(Close(self.close_code, ""), None)
+        try:
+            await self._ws.send_text(text)
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            self.close_code = self.close_code or 1006
+            raise ConnectionClosed(None, None) from exc
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        if self.close_code is None:
+            self.close_code = code
+            with contextlib.suppress(RuntimeError, OSError):  # the client closed it first
+                await self._ws.close(code, reason)
+
+
+class ReplicaServer(Server):
+    """The daemon, as one replica of the cluster (see the module docstring)."""
+
+    def __init__(self, engine, store: ClusterStore, options: ServerOptions, link: HubLink):
+        super().__init__(engine, store, options)
+        self.link = link
+        self.replica = link.replica
+        self.hub = LinkedHub(self.metrics, link)
+        self._applied = -1  # the version of the profiles the engine has
+
+    def new_stream_id(self) -> str:
+        return f"{self.replica}.{super().new_stream_id()}"
+
+    async def open_stream(self, stream_id: str, *args, **kwargs):
+        if not await self.link.claim(stream_id):
+            raise ProtocolError(
+                "stream_in_use",
+                f"a stream named {stream_id!r} is open already in the cluster; pick another "
+                "id or leave it out to get one",
+            )
+        try:
+            return await super().open_stream(stream_id, *args, **kwargs)
+        except BaseException:
+            await self.link.release(stream_id)
+            raise
+
+    async def refresh_profiles(self) -> None:
+        if self.store.version == self._applied:
+            return  # this version is applied already (the writer's own write, broadcast)
+        self._applied = self.store.version
+        await super().refresh_profiles()
+
+    async def on_batch(self, batch: list[Message]) -> None:
+        """The hub's news: other replicas' streams, and new profiles."""
+        for message in batch:
+            if message[0] == "profiles":
+                if self.store.mirror(message[1], message[2]) and self.runner is not None:
+                    await self.refresh_profiles()
+            else:
+                self.hub.receive([message])
+
+    def status(self) -> dict:
+        return {**super().status(), "replica": self.replica}
+
+    def health(self) -> dict:
+        body = {**super().health(), "replica": self.replica}
+        if self.link.failure is not None:
+            body["status"] = "failed"
+        return body
+
+
+@serve.deployment(name="streamer", max_ongoing_requests=200, graceful_shutdown_timeout_s=60)
+@serve.ingress(api)
+class Replica:
+    """The deployment. ``ray_actor_options``, replicas and autoscaling come from
+    :func:`~streamer.ray.deploy.build`."""
+
+    async def __init__(self, options: ReplicaOptions) -> None:
+        hub = start_hub(options.profiles)
+        replica = serve.get_replica_context().replica_id.unique_id
+        link = HubLink(hub, replica)
+        store = ClusterStore(hub, await hub.path.remote())
+        engine = await asyncio.to_thread(build_engine, options.pipeline)
+        self.server = ReplicaServer(engine, store, options.server, link)
+        self.origins = {None, *options.server.allowed_origins}
+        ready = asyncio.get_running_loop().create_future()
+        self._feed = asyncio.create_task(link.run(self.server.on_batch, ready))
+        await ready
+        await self.server.start_engine()
+        self._hub = hub
+        log.info("replica %s ready (model %s)", replica, self.server.model)
+
+    @api.websocket("/")
+    async def websocket(self, websocket: WebSocket) -> None:
+        if websocket.headers.get("origin") not in self.origins:
+            await websocket.close(1008, "origin not allowed; start with --allow-origin")
+            return
+        await websocket.accept()
+        await self.server.connect(ServeSocket(websocket))
+
+    @api.get("/healthz")
+    async def healthz(self) -> JSONResponse:
+        body = self.server.health()
+        body["cluster"] = await self._hub.cluster.remote()
+        return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
+
+    @api.get("/metrics")
+    async def metrics(self, request: Request) -> Response:
+        wrapper = SimpleNamespace(path=f"/?{request.url.query}", headers=request.headers)
+        if not self.server.token_ok(self.server.request_token(wrapper)):
+            return PlainTextResponse(
+                "send the token: Authorization: Bearer TOKEN, or /metrics?token=TOKEN\n", 401
+            )
+        return Response(self.server.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    def check_health(self) -> None:
+        """Serve's health check: a replica whose engine or hub link failed is replaced."""
+        failure = self.server.failure or self.server.link.failure
+        if failure is not None:
+            raise RuntimeError(f"replica {self.server.replica} failed: {failure!r}")
+
+    async def __del__(self) -> None:
+        """Serve stops the replica: its streams end (their clients are told why)."""
+        await self.server.close()
+        self._feed.cancel()
