@@ -13,17 +13,19 @@ stream ids are unique cluster-wide; its profile store is the cluster's
 (:class:`~streamer.ray.link.ClusterStore`).
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: FastAPI reads the routes' annotations.
 import asyncio
 import contextlib
 import logging
+import random
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from ray import serve
+from ray.serve.config import RequestRouterConfig
+from ray.serve.request_router import FIFOMixin, RequestRouter, RunningReplica
 from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close
@@ -146,7 +148,32 @@ class ReplicaServer(Server):
         return body
 
 
-@serve.deployment(name="streamer", max_ongoing_requests=200, graceful_shutdown_timeout_s=60)
+class SpreadRouter(FIFOMixin, RequestRouter):
+    """Serve's router for the replicas: a new connection goes to the replica with the
+    fewest open ones, on any node (replicas whose count the router does not know yet
+    are asked first). Serve's default prefers replicas on the proxy's own node until
+    they are full, and picks among those whose count it knows, which piles streams onto
+    one replica."""
+
+    async def choose_replicas(
+        self, candidate_replicas: list[RunningReplica], pending_request=None
+    ) -> list[list[RunningReplica]]:
+        cache = self.replica_queue_len_cache
+
+        def load(replica: RunningReplica) -> float:
+            known = cache.get(replica.replica_id)
+            return -1.0 if known is None else known  # unknown: probe it first
+
+        shuffled = random.sample(candidate_replicas, len(candidate_replicas))  # ties: random
+        return [[replica] for replica in sorted(shuffled, key=load)]
+
+
+@serve.deployment(
+    name="streamer",
+    max_ongoing_requests=200,
+    graceful_shutdown_timeout_s=60,
+    request_router_config=RequestRouterConfig(request_router_class=SpreadRouter),
+)
 @serve.ingress(api)
 class Replica:
     """The deployment. ``ray_actor_options``, replicas and autoscaling come from
@@ -169,7 +196,9 @@ class Replica:
 
     @api.websocket("/")
     async def websocket(self, websocket: WebSocket) -> None:
-        if websocket.headers.get("origin") not in self.origins:
+        origin = websocket.headers.get("origin")
+        if origin not in self.origins:
+            log.warning("refused a connection from origin %r (not allowed)", origin)
             await websocket.close(1008, "origin not allowed; start with --allow-origin")
             return
         await websocket.accept()
