@@ -1,0 +1,105 @@
+"""A real Ray cluster on this machine: two simulated nodes on 127.0.0.1, Serve's proxy
+on a free port, the streamer application with one replica on each node.
+
+Started once for the module (Ray, Serve and two replicas that each load the model take
+about a minute on a loaded 2-core machine); the profile store is a fresh folder
+holding alice and bob. Tests talk to the proxy with the daemon tests' client.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray", reason="the Ray tests need ray[serve]: pip install -e '.[ray]'")
+serve = pytest.importorskip("ray.serve", reason="the Ray tests need ray[serve]")
+
+from streamer.pipeline import PipelineOptions  # noqa: E402
+from streamer.profiles import Profile, ProfileStore  # noqa: E402
+from streamer.ray.deploy import APP_NAME, ClusterOptions, build  # noqa: E402
+from streamer.ray.hub import NAMESPACE  # noqa: E402
+from streamer.ray.replica import ReplicaOptions  # noqa: E402
+from streamer.server.options import ServerOptions  # noqa: E402
+from tests.server.conftest import Client  # noqa: E402
+
+DEPLOY_TIMEOUT_S = 300.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def replica_states() -> dict:
+    app = serve.status().applications.get(APP_NAME)
+    return app.deployments[APP_NAME].replica_states if app else {}
+
+
+def wait_running(replicas: int) -> None:
+    deadline = time.monotonic() + DEPLOY_TIMEOUT_S
+    while replica_states() != {"RUNNING": replicas}:
+        assert time.monotonic() < deadline, f"replicas did not start: {replica_states()}"
+        time.sleep(1.0)
+
+
+def start_cluster(attempts: int = 3):
+    """Two nodes of one CPU each. A raylet gets 30 s to start (fixed in Ray); on a busy
+    machine it sometimes needs another try."""
+    from ray.cluster_utils import Cluster
+
+    for attempt in range(attempts):
+        cluster = Cluster()
+        try:
+            cluster.add_node(num_cpus=1, include_dashboard=False)
+            cluster.add_node(num_cpus=1)
+            return cluster
+        except Exception:
+            cluster.shutdown()
+            if attempt == attempts - 1:
+                raise
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory, voice_profiles):
+    """Serve's proxy (``.port``) in front of two replicas on two nodes; ``.store`` is the
+    profile folder the hub writes."""
+    store = ProfileStore(tmp_path_factory.mktemp("cluster") / "profiles")
+    for name in ("alice", "bob"):
+        vector = voice_profiles[name].astype(np.float64)
+        store.save(Profile(name, "ge2e", total=vector, count=1, speech_s=8.0))
+    cluster = start_cluster()
+    try:
+        ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False)
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
+        replica = ReplicaOptions(PipelineOptions(backend="torch"), ServerOptions(), str(store.path))
+        app = build(ClusterOptions(replicas=2, cpus_per_replica=1.0), replica)
+        serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
+        wait_running(2)
+        yield SimpleNamespace(port=port, store=store)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        cluster.shutdown()
+
+
+async def replica_of(client: Client) -> str:
+    """The replica serving a connection (from its ``status``)."""
+    await client.send({"type": "status", "id": "which"})
+    return (await client.next("status"))["replica"]
+
+
+async def connections_on_both(proxy, count: int = 2, **hello) -> dict[str, list[Client]]:
+    """Stream connections, opened until both replicas hold at least one: {replica: clients}."""
+    by_replica: dict[str, list[Client]] = {}
+    for _ in range(8):
+        client = await Client.open(proxy, listen=True, **hello)
+        by_replica.setdefault(await replica_of(client), []).append(client)
+        if len(by_replica) == count:
+            return by_replica
+    raise AssertionError(f"8 connections all went to {sorted(by_replica)}")

@@ -1,0 +1,152 @@
+"""streamer on a real Ray cluster (two simulated nodes, Serve's proxy on 127.0.0.1):
+streams spread over the replicas, subscribers see all of them, profiles are shared, and
+a replica that dies ends only its own streams."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import ray
+from websockets.exceptions import ConnectionClosed
+
+from streamer.evaluation.synth import speech
+from streamer.ray.hub import REPLICA_DIED
+from tests.conftest import label_share
+from tests.server.conftest import Client, run
+
+from .conftest import replica_of
+
+
+async def open_stream(proxy) -> tuple[Client, str, str]:
+    """A stream connection with its events: (client, stream id, replica)."""
+    client = await Client.connect(proxy)
+    ready = await client.hello("stream", events=True)
+    client.listen()
+    return client, ready["stream"], await replica_of(client)
+
+
+async def streams_on_two_replicas(proxy) -> list[tuple[Client, str, str]]:
+    """Stream connections until two replicas hold one each (the rest are closed)."""
+    chosen: dict[str, tuple[Client, str, str]] = {}
+    spare = []
+    for _ in range(8):
+        opened = await open_stream(proxy)
+        if opened[2] in chosen:
+            spare.append(opened)
+        else:
+            chosen[opened[2]] = opened
+        if len(chosen) == 2:
+            break
+    for client, _, _ in spare:
+        await client.close()
+    assert len(chosen) == 2, f"8 connections all went to replica {sorted(chosen)}"
+    return list(chosen.values())
+
+
+async def subscriber_on(proxy, replica: str) -> Client:
+    """A subscriber on ``replica`` (other connections opened on the way are closed)."""
+    others = []
+    try:
+        for _ in range(8):
+            client = await Client.open(proxy, "subscribe", listen=True)
+            if await replica_of(client) == replica:
+                return client
+            others.append(client)
+        raise AssertionError(f"8 connections missed replica {replica}")
+    finally:
+        for client in others:
+            await client.close()
+
+
+def test_streams_land_on_both_replicas_and_one_subscriber_sees_them_all(proxy):
+    alice, bob = speech("alice", 6.0, seed=11), speech("bob", 6.0, seed=12)
+
+    async def scenario():
+        (a, a_id, a_replica), (b, b_id, b_replica) = await streams_on_two_replicas(proxy)
+        watcher = await subscriber_on(proxy, a_replica)  # b's events cross the hub to it
+        await asyncio.gather(a.send_audio(alice), b.send_audio(bob))
+        await asyncio.gather(a.end(), b.end())
+        ended = {(await watcher.next("stream_ended", timeout_s=60))["stream"] for _ in "ab"}
+        for client in (a, b, watcher):
+            await client.close()
+        return a, a_id, b, b_id, a_replica, b_replica, watcher, ended
+
+    a, a_id, b, b_id, a_replica, b_replica, watcher, ended = run(scenario(), 240)
+    assert a_replica != b_replica
+    assert ended == {a_id, b_id}
+    # Every event of both streams, in each stream's order, on one subscriber.
+    assert watcher.events(a_id) == a.events(a_id) and a.events(a_id)
+    assert watcher.events(b_id) == b.events(b_id) and b.events(b_id)
+    assert label_share(a.events(a_id), 0.0, 6.0).get("alice", 0) > 4.5
+    assert label_share(b.events(b_id), 0.0, 6.0).get("bob", 0) > 4.5
+    # It joined after both had started: its snapshot showed both.
+    snapshot = next(m for _, m in watcher.received if m["type"] == "snapshot")
+    assert sorted(s["stream"] for s in snapshot["streams"]) == sorted([a_id, b_id])
+
+
+def test_a_voice_enrolled_through_one_replica_is_named_on_the_other(proxy):
+    carol, later = speech("carol", 9.0, seed=71), speech("carol", 6.0, seed=73)
+
+    async def scenario():
+        (a, a_id, _), (b, b_id, _) = await streams_on_two_replicas(proxy)
+        await a.send({"type": "enroll", "name": "carol", "seconds": 8})
+        await a.next("enroll_started")
+        await a.send_audio(carol)
+        done = await a.next("enroll_done", timeout_s=60)
+        done_at = time.monotonic()
+        notice = await b.next("profiles", timeout_s=10)  # b's replica took the new profile
+        noticed_at = time.monotonic()
+        await b.send_audio(later)
+        await b.end()
+        await a.end()
+        for client in (a, b):
+            await client.close()
+        return done, notice, noticed_at - done_at, b.events(b_id)
+
+    done, notice, delay_s, events = run(scenario(), 240)
+    assert done["saved"] is True, done
+    assert [p["name"] for p in notice["profiles"]] == ["alice", "bob", "carol"]
+    assert delay_s < 1.0
+    assert "carol" in proxy.store.names()  # on the hub's node, in the usual files
+    assert label_share(events, 0.0, 6.0).get("carol", 0) > 4.5
+
+
+def test_killing_a_replica_ends_only_its_streams(proxy):
+    alice, bob = speech("alice", 4.0, seed=21), speech("bob", 8.0, seed=22)
+
+    async def scenario():
+        (a, a_id, a_replica), (b, b_id, b_replica) = await streams_on_two_replicas(proxy)
+        watcher = await subscriber_on(proxy, b_replica)
+        await asyncio.gather(a.send_audio(alice), b.send_audio(bob[: len(bob) // 2]))
+        await b.next("speaker", timeout_s=30)
+        name = next(
+            n["name"]
+            for n in ray.util.list_named_actors(all_namespaces=True)
+            if n["name"].endswith(f"#{a_replica}")
+        )
+        ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+        ended = await watcher.next("stream_ended", timeout_s=30)
+        # Its own client loses the connection (the proxy drops it with the replica).
+        await asyncio.wait_for(a.ws.wait_closed(), 30)
+        with contextlib.suppress(ConnectionClosed):
+            await a._reader
+        before = len(b.events(b_id))
+        await b.send_audio(bob[len(bob) // 2 :])
+        b_ended = await b.end()
+        await watcher.next("stream_ended", timeout_s=30)
+        for client in (b, watcher):
+            await client.close()
+        return a_id, b_id, ended, b_ended, before, b.events(b_id), watcher
+
+    a_id, b_id, ended, b_ended, before, b_events, watcher = run(scenario(), 240)
+    assert ended["stream"] == a_id and ended["reason"] == REPLICA_DIED
+    assert b_ended["stream"] == b_id and b_ended["audio_s"] == 8.0
+    assert len(b_events) > before  # b carried on after a's replica died
+    assert label_share(b_events, 0.0, 8.0).get("bob", 0) > 6.0
+    endings = [m for _, m in watcher.received if m["type"] == "stream_ended"]
+    assert [(m["stream"], m["reason"]) for m in endings] == [
+        (a_id, REPLICA_DIED),
+        (b_id, "ended by its client"),
+    ]
