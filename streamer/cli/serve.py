@@ -80,6 +80,21 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="S",
         help="least time between engine steps, so streams share batches (default: 0.05)",
     )
+    cluster = parser.add_argument_group("scaling out (README: Scaling out)")
+    cluster.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="serve through Ray Serve on the cluster at ADDRESS (e.g. 10.0.0.1:6379); "
+        "without ADDRESS, start a local Ray instance; needs pip install 'streamer[ray]'",
+    )
+    cluster.add_argument(
+        "--replicas",
+        type=positive_int,
+        metavar="N",
+        help="with --ray: this many engine replicas (default: autoscale on load)",
+    )
     mic = add_mic_options(parser, "also track the local microphone")
     mic.add_argument("--mic-stream", metavar="ID", help="the microphone's stream id (default: mic)")
     limits = parser.add_argument_group("limits (docs/protocol.md#limits-and-backpressure)")
@@ -175,6 +190,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # Everything that can fail without the model, first.
     options = resolve(args, parser)
     store = ProfileStore(args.profiles)
+    if args.ray is not None:
+        return serve_on_ray(args, options, store)
     microphone = None
     if args.mic is not None:
         rate = get_spec(args.model).sample_rate
@@ -182,6 +199,31 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     engine = load_engine(args, store)
     setup_logging()
     return asyncio.run(serve(engine, store, options, microphone, args.mic_stream or "mic"))
+
+
+def serve_on_ray(args: argparse.Namespace, options: ServerOptions, store) -> int:
+    """``--ray``: deploy on a Ray cluster (``streamer.ray``) and serve until Ctrl-C."""
+    if args.mic is not None:
+        raise ConfigError("--mic and --ray do not go together: a cluster has no microphone")
+    try:
+        from ..ray.deploy import ClusterOptions, serve_cluster
+        from ..ray.replica import ReplicaOptions
+    except ImportError as exc:
+        raise ConfigError(f"--ray needs Ray Serve ({exc}): pip install 'streamer[ray]'") from exc
+    from ..pipeline import PipelineOptions
+
+    pipeline = PipelineOptions(
+        model=args.model,
+        weights=args.weights,
+        backend="torch" if args.backend == "auto" else args.backend,
+        device=args.device,
+        threads=args.threads,
+    )
+    gpus = 1.0 if (args.device or "").startswith("cuda") else 0.0
+    cluster = ClusterOptions(replicas=args.replicas, gpus_per_replica=gpus)
+    replica = ReplicaOptions(pipeline, options, str(store.path.resolve()))
+    setup_logging()
+    return serve_cluster(args.ray or None, cluster, replica)
 
 
 async def serve(engine, store, options: ServerOptions, microphone, mic_stream: str) -> int:
