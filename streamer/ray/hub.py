@@ -185,6 +185,7 @@ class ClusterHub:
 
     async def _load(self) -> None:
         if not self._loaded:
+            await self._in_store(self.store.remove_orphans)  # a write cut short earlier
             self.profiles = await self._in_store(self._read_all)
             self._loaded = True
 

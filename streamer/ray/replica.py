@@ -90,6 +90,15 @@ class ServeSocket:
             self.close_code = self.close_code or 1006
             raise ConnectionClosed(None, None) from exc
 
+    async def ping(self) -> asyncio.Future:
+        """An answered ping: Serve's proxy keeps the client's socket alive itself (its own
+        pings), and the proxy-to-replica hop is Ray's, not a socket."""
+        if self.close_code is not None:
+            raise ConnectionClosed(Close(self.close_code, ""), None)
+        pong = asyncio.get_running_loop().create_future()
+        pong.set_result(0.0)
+        return pong
+
     async def close(self, code: int = 1000, reason: str = "") -> None:
         if self.close_code is None:
             self.close_code = code
