@@ -220,7 +220,11 @@ def serve_on_ray(args: argparse.Namespace, options: ServerOptions, store) -> int
         threads=args.threads,
     )
     gpus = 1.0 if (args.device or "").startswith("cuda") else 0.0
-    cluster = ClusterOptions(replicas=args.replicas, gpus_per_replica=gpus)
+    cluster = ClusterOptions(
+        replicas=args.replicas,
+        gpus_per_replica=gpus,
+        streams_per_replica=options.limits.max_streams,  # --max-streams: per replica
+    )
     replica = ReplicaOptions(pipeline, options, str(store.path.resolve()))
     setup_logging()
     return serve_cluster(args.ray or None, cluster, replica)
