@@ -46,7 +46,7 @@ from streamer.evaluation.scoring import (
     missed_by_length,
 )
 from streamer.evaluation.simulate import benchmark_options, simulate_from_folder
-from streamer.events import Event
+from streamer.events import Event, final_segments
 from streamer.pipeline import FILE_BATCH_S, PipelineOptions, build_engine, track_chunks
 from streamer.sinks.rttm import MERGE_GAP_S, merge_gaps
 from streamer.worker import WorkerOptions
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
         audio_s += conversation.duration_s
         cpu_fast_s += cpu_s
         turns += len(conversation.turns)
-        segments = [(e.start_s, e.end_s, e.label) for e in events if e.type == "segment"]
+        segments = final_segments(events)
         hypothesis = merge_gaps(segments, MERGE_GAP_S)
         reference, enrolled = list(conversation.speech), set(conversation.enrollment)
         identity.append(identity_scores(reference, hypothesis, enrolled))

@@ -46,6 +46,7 @@ from streamer.evaluation.simulate import (
     simulate,
     simulate_from_folder,
 )
+from streamer.events import final_segments
 from streamer.pipeline import PipelineOptions, build_engine, track_chunks
 from streamer.tracker import Tracker
 
@@ -72,7 +73,7 @@ def run(engine, audio: np.ndarray, file_id: str):
     size = int(0.02 * engine.embedder.spec.sample_rate)
     chunks = (audio[i : i + size] for i in range(0, len(audio), size))
     events = list(track_chunks(engine, chunks, file_id, tracker=tracker))
-    segments = [(e.start_s, e.end_s, e.label) for e in events if e.type == "segment"]
+    segments = final_segments(events)
     regions = [(e.start_s, e.end_s) for e in events if e.type == "speech_end"]
     return segments, regions, tracker.windows
 

@@ -44,6 +44,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .events import UNKNOWN, Event
+from .recluster import Reclusterer, ReclusterOptions
 from .vad import GateUpdate
 
 
@@ -109,6 +110,9 @@ class TrackerOptions:
             follows the voice but cannot grow without bound.
         merge_score: two unknown voices whose centroids are this similar are one
             voice: the younger label is folded into the older one.
+        look_back: the look-back pass that clusters the recent unknown-voice segments
+            again and repairs their labels (``streamer.recluster``); ``None`` (the
+            default, as it does not yet beat the live labels): off.
     """
 
     accept_score: float = 0.74
@@ -142,6 +146,7 @@ class TrackerOptions:
     max_voices: int = 32
     voice_memory_s: float = 60.0
     merge_score: float = 0.8
+    look_back: ReclusterOptions | None = None
 
     def bars(self, length_s: float) -> Bars:
         """The bars for evidence from ``length_s`` of audio."""
@@ -229,6 +234,9 @@ class Tracker:
         self._pending: list = []  # deviating full windows not yet confirmed as a change
         self._recent: deque = deque(maxlen=self.RECENT_WINDOWS)  # the last full windows
         self._last_vector: np.ndarray | None = None  # the last closed segment's voice
+        self.look_back = None
+        if options.look_back is not None:
+            self.look_back = Reclusterer(options.look_back)
 
     def set_profiles(self, profiles: dict[str, np.ndarray]) -> None:
         self.profiles = dict(profiles)
@@ -251,6 +259,8 @@ class Tracker:
     def forget(self, label: str) -> None:
         """Drop an unknown voice (e.g. once it was promoted to a profile)."""
         del self.voices[label]
+        if self.look_back is not None:
+            self.look_back.forget(label)
         self._refresh()
 
     def adapted(self, name: str) -> np.ndarray:
@@ -291,8 +301,9 @@ class Tracker:
         return self._full_window(window, now_s)
 
     def close(self, update: GateUpdate, now_s: float) -> list[Event]:
-        """End of stream: close the open segment and region."""
-        return self._end_region(update.ended, now_s) if update.ended else []
+        """End of stream: close the open segment and region, and look back once more."""
+        events = self._end_region(update.ended, now_s) if update.ended else []
+        return events + self._repair(now_s, force=True)
 
     # Decisions
 
@@ -372,6 +383,8 @@ class Tracker:
     def _full_window(self, window, now_s: float) -> list[Event]:
         o = self.options
         self._recent.append(window)
+        if self.look_back is not None:
+            self.look_back.add_window(window)
         if window.end_s - max(window.start_s, self.region_start_s) < o.min_region_s:
             return []
         segment = self.segment
@@ -564,8 +577,7 @@ class Tracker:
         if len(self.voices) >= self.options.max_voices:
             oldest = min(self.voices.values(), key=lambda v: v.last_heard_s)
             del self.voices[oldest.label]
-        self._voices_made += 1
-        label = f"speaker-{self._voices_made}"
+        label = self._mint()
         voice = Voice(label, np.zeros(len(segment.clean[0][1])), 0.0, now_s)
         self.voices[label] = voice
         self._learn(voice, [v for _, v in segment.clean], now_s)
@@ -596,7 +608,48 @@ class Tracker:
         elif label in self.profiles and segment.score >= self.options.adapt_score:
             self._adapt(label, clean)
         segment_event = self._event("segment", segment.start_s, end_s, now_s, label, segment.score)
-        return events + [segment_event]
+        if self.look_back is not None and label not in self.profiles:
+            self.look_back.add_segment(segment.start_s, end_s, label, self._last_vector)
+        return [*events, segment_event, *self._repair(now_s)]
+
+    def _repair(self, now_s: float, force: bool = False) -> list[Event]:
+        """Run the look-back pass when it is due: adopt its voices, and re-emit each
+        segment it relabelled as a corrected ``segment`` event (``previous``: the label
+        it had)."""
+        look_back = self.look_back
+        if look_back is None or not (force or look_back.due(now_s)):
+            return []
+        repair = look_back.run(now_s, self._mint)
+        if repair is None:
+            return []
+        for old, new in repair.merged.items():
+            self.voices.pop(old, None)
+            if self.last_label == old:
+                self.last_label = new
+        for label, centroid in repair.centroids.items():
+            voice = self.voices.get(label)
+            if voice is None and label in repair.created:
+                voice = self.voices[label] = Voice(label, centroid, 0.0, now_s)
+            if voice is not None:
+                voice.total = centroid * max(voice.weight_s, self.options.hop_s)
+        self._refresh()
+        latest = look_back.entries[-1]
+        for entry, old in repair.relabelled:
+            if entry is latest and self.last_label == old:
+                self.last_label = entry.label
+        return [
+            self._event("segment", e.start_s, e.end_s, now_s, e.label, self._score(e), old)
+            for e, old in repair.relabelled
+        ]
+
+    def _mint(self) -> str:
+        """The next unknown voice's label."""
+        self._voices_made += 1
+        return f"speaker-{self._voices_made}"
+
+    def _score(self, entry) -> float:
+        scored = self._scored(entry.label)
+        return 0.0 if scored is None else float(scored @ entry.vector)
 
     def _adapt(self, name: str, windows: list[np.ndarray]) -> None:
         """Teach the stream's copy of profile ``name`` clean windows of its voice."""
@@ -635,10 +688,9 @@ class Tracker:
                 # It was an enrolled voice all along, heard badly at first. (Once the
                 # session has confidently heard that speaker, a voice of its own near
                 # the profile is somebody else: a stranger who sounds alike.)
-                del self.voices[voice.label]
+                self.forget(voice.label)
                 if self.last_label == voice.label:
                     self.last_label = name
-                self._refresh()
                 return
         for other in list(self.voices.values()):
             if other is voice:

@@ -64,15 +64,18 @@ def voice_profiles(make_engine) -> dict[str, np.ndarray]:
 
 
 def label_share(events, start: float, end: float) -> dict[str, float]:
-    """Seconds of ``[start, end]`` covered by each label's segments (events as objects or
-    as their JSON dicts)."""
-    shares: dict[str, float] = {}
+    """Seconds of ``[start, end]`` covered by each label's segments, corrections applied
+    (events as objects or as their JSON dicts)."""
+    labels: dict[tuple[float, float], str] = {}  # a corrected segment relabels its span
     for e in events:
         e = e if isinstance(e, dict) else e.to_dict()
         if e["type"] == "segment":
-            overlap = min(end, e["end_s"]) - max(start, e["start_s"])
-            if overlap > 0:
-                shares[e["label"]] = shares.get(e["label"], 0.0) + overlap
+            labels[e["start_s"], e["end_s"]] = e["label"]
+    shares: dict[str, float] = {}
+    for (s, e), label in labels.items():
+        overlap = min(end, e) - max(start, s)
+        if overlap > 0:
+            shares[label] = shares.get(label, 0.0) + overlap
     return shares
 
 

@@ -98,3 +98,31 @@ def test_overlapped_speech_does_not_pull_a_voice(make_engine):
     # The same alice, then alice and bob at once: the overlap must not drag her centroid.
     mixed = np.concatenate([alice, 0.5 * (alice[:n] + bob[:n])]).astype(np.float32)
     assert float(voice_after(make_engine(), mixed) @ clean) > 0.98
+
+
+def test_the_look_back_gives_a_voice_taken_for_another_its_own_label(make_engine, convo):
+    from streamer.events import final_segments
+    from streamer.recluster import ReclusterOptions
+    from streamer.tracker import TrackerOptions
+
+    # Live decisions so loose that every voice is taken for the first one heard: the
+    # look-back must find the three voices in the windows and re-emit their segments.
+    loose = TrackerOptions(
+        accept_score=-1.0,
+        short_accept_score=-1.0,
+        margin=0.0,
+        short_margin=0.0,
+        look_back=ReclusterOptions(),
+    )
+    events = run_stream(make_engine(tracker_options=loose), convo[0])
+    live = {e.label for e in events if e.type == "segment" and e.previous is None}
+    assert "speaker-1" in live
+    corrections = [e for e in events if e.type == "segment" and e.previous is not None]
+    assert corrections
+    labels = [majority(events, start, end)[0] for start, end, _ in convo[1]]
+    first = {}
+    for label, (*_, who) in zip(labels, convo[1], strict=True):
+        first.setdefault(who, label)
+    assert len(set(first.values())) == 3, labels
+    assert labels == [first[who] for *_, who in convo[1]]
+    assert {label for *_, label in final_segments(events)} >= set(first.values())

@@ -141,6 +141,8 @@ class Summary:
         elif event.type == "segment" and event.label is not None:
             duration = max(0.0, event.end_s - event.start_s)
             self.seconds[event.label] = self.seconds.get(event.label, 0.0) + duration
+            if event.previous is not None:  # a correction: the span was counted before
+                self.seconds[event.previous] -= duration
 
     def close(self) -> None:
         pass

@@ -26,12 +26,14 @@ def _score(score: float | None) -> str:
 
 
 def segment_line(event: Event) -> Text:
-    """``  12.30 -   18.04  alice  0.84``: a finished segment, times in stream seconds."""
+    """``  12.30 -   18.04  alice  0.84``: a finished segment, times in stream seconds; a
+    correction says what it replaces (``(was speaker-2)``)."""
     label = event.label or ""
     return Text.assemble(
         f"{event.start_s:8.2f} - {event.end_s:8.2f}  ",
         (f"{label:<12}", label_style(label)),
         f" {_score(event.score)}",
+        f"  (was {event.previous})" if event.previous else "",
     )
 
 

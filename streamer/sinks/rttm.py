@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..events import Event
+from ..events import Event, final_segments
 from . import output_error
 
 _SPACE = re.compile(r"\s+")
@@ -58,7 +58,9 @@ def format_rttm(file_id: str, segments: Iterable[tuple[float, float, str]]) -> s
 
 class RttmSink:
     """Collects ``segment`` events and writes them as RTTM when closed, a speaker's
-    segments less than ``merge_gap_s`` apart joined (:func:`merge_gaps`).
+    segments less than ``merge_gap_s`` apart joined (:func:`merge_gaps`). A corrected
+    ``segment`` (one with a ``previous`` label) replaces the segment of its span, so the
+    file holds the repaired labels.
 
     The output is written atomically: a temporary file next to ``path`` is created at
     once (proving the folder is writable before any audio is processed), filled and
@@ -70,7 +72,7 @@ class RttmSink:
         self.path = Path(path)
         self.file_id = file_id
         self.merge_gap_s = merge_gap_s
-        self.segments: list[tuple[float, float, str]] = []
+        self._events: list[Event] = []  # its segment events, corrections included
         self.written = 0  # RTTM lines written by close()
         tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
         try:
@@ -85,7 +87,12 @@ class RttmSink:
 
     def write(self, event: Event) -> None:
         if event.type == "segment" and event.label is not None:
-            self.segments.append((event.start_s, event.end_s, event.label))
+            self._events.append(event)
+
+    @property
+    def segments(self) -> list[tuple[float, float, str]]:
+        """The segments so far, with corrections applied."""
+        return final_segments(self._events)
 
     def close(self) -> None:
         """Write the RTTM (empty when there were no segments) and put it in place."""
