@@ -5,7 +5,10 @@ import pytest
 
 from streamer.enroll import promote
 from streamer.evaluation.synth import conversation
+from streamer.events import final_segments
 from streamer.profiles import ProfileStore
+from streamer.recluster import ReclusterOptions
+from streamer.tracker import TrackerOptions
 from tests.conftest import label_share, run_stream
 
 # Nobody enrolled; carol returns after two others spoke, alice after a long silence.
@@ -101,10 +104,6 @@ def test_overlapped_speech_does_not_pull_a_voice(make_engine):
 
 
 def test_the_look_back_gives_a_voice_taken_for_another_its_own_label(make_engine, convo):
-    from streamer.events import final_segments
-    from streamer.recluster import ReclusterOptions
-    from streamer.tracker import TrackerOptions
-
     # Live decisions so loose that every voice is taken for the first one heard: the
     # look-back must find the three voices in the windows and re-emit their segments.
     loose = TrackerOptions(

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from streamer.errors import ConfigError
-from streamer.events import Event
+from streamer.events import Event, final_segments
 from streamer.sinks.jsonl import JsonlSink
 
 EVENTS = [
@@ -62,3 +62,19 @@ def test_unwritable_paths_fail_at_once(tmp_path):
         JsonlSink(a_file / "out.jsonl")
     with pytest.raises(ConfigError, match="that is a folder"):
         JsonlSink(tmp_path)
+
+
+def test_a_correction_is_written_as_it_comes_and_names_what_it_replaces(tmp_path):
+    events = [
+        Event("segment", "talk", 0.0, 2.0, 2.3, "speaker-1", 0.9),
+        Event("segment", "talk", 0.0, 2.0, 6.1, "speaker-2", 0.8, "speaker-1"),
+    ]
+    with JsonlSink(tmp_path / "e.jsonl") as sink:
+        for event in events:
+            sink.write(event)
+    lines = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
+    assert [(e["label"], e["previous"]) for e in lines] == [
+        ("speaker-1", None),
+        ("speaker-2", "speaker-1"),
+    ]
+    assert final_segments(events) == [(0.0, 2.0, "speaker-2")]

@@ -138,3 +138,14 @@ def test_unwritable_paths_fail_at_once(tmp_path):
     with pytest.raises(ConfigError, match="that is a folder"):
         RttmSink(tmp_path, "talk")
     assert os.listdir(tmp_path) == ["a-file"]
+
+
+def test_a_corrected_segment_replaces_its_span(tmp_path):
+    path = tmp_path / "talk.rttm"
+    with RttmSink(path, "talk", merge_gap_s=0.0) as sink:
+        sink.write(segment(0.0, 2.0, "speaker-1"))
+        sink.write(segment(3.0, 5.0, "speaker-1"))
+        sink.write(Event("segment", "talk", 3.0, 5.0, 9.0, "speaker-2", 0.8, "speaker-1"))
+        sink.write(segment(6.0, 8.0, "speaker-2"))
+    labels = [label for *_, label in read_rttm(path)["talk"]]
+    assert labels == ["speaker-1", "speaker-2", "speaker-2"]
