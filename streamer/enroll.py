@@ -77,6 +77,9 @@ class Collector:
     def close(self, update: GateUpdate, now_s: float) -> list[Event]:
         return self.gate(update, now_s)
 
+    def confident(self) -> bool:
+        return False  # a profile takes every window
+
     def speech_until(self, now_s: float) -> float:
         """Seconds of speech so far, the open region counted up to ``now_s``."""
         if self._open_s is None:

@@ -305,6 +305,17 @@ class Tracker:
         events = self._end_region(update.ended, now_s) if update.ended else []
         return events + self._repair(now_s, force=True)
 
+    def confident(self) -> bool:
+        """Whether the open segment is settled: named, past its reference windows, and
+        its last full window agreed with it (the engine may then embed fewer windows)."""
+        segment = self.segment
+        return (
+            segment is not None
+            and self._named(segment.label)
+            and segment.inside >= self.options.reference_windows
+            and not self._pending
+        )
+
     # Decisions
 
     def classify(self, vector: np.ndarray, length_s: float) -> tuple[str | None, float]:

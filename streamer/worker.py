@@ -51,6 +51,11 @@ class WorkerOptions:
         onset_windows_s: lengths of the windows cut from each voice onset (the first
             voiced chunk after a pause); an empty tuple turns them off. Each is cut once
             its audio is in; with a recurrent encoder the lengths cost only a readout each.
+        confident_stride: inside a segment the tracker is confident about
+            (``StreamTracker.confident``), embed only every this many full windows; each
+            window in between holds the last embedding. Every window is embedded again
+            after an onset window or once the tracker is unsure (a deviating window).
+            1: embed every window.
     """
 
     hop_s: float | None = None
@@ -59,6 +64,7 @@ class WorkerOptions:
     max_batch: int = 32
     step_s: float = 1.0
     onset_windows_s: tuple[float, ...] = (0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 1.0, 1.1, 1.2)
+    confident_stride: int = 1
 
 
 @dataclass
@@ -91,6 +97,11 @@ class StreamTracker(Protocol):
 
     def close(self, update: GateUpdate, now_s: float) -> list[Event]:
         """End of stream (``update`` ends the open speech region, if any)."""
+        ...
+
+    def confident(self) -> bool:
+        """Whether the next full window may hold the last embedding instead of its own
+        (see ``WorkerOptions.confident_stride``); asked in audio-time order."""
         ...
 
 
@@ -154,6 +165,12 @@ class Stream:
             1, round(engine.gate_options.min_speech_s * self._vad_rate / CHUNK_SAMPLES)
         )
         self.closed = False
+        # Adaptive window rate: full windows held in a row, the last full window's vector,
+        # and (while cutting) the same count as predicted from the tracker's state then.
+        self._held = 0
+        self._last_vector: np.ndarray | None = None
+        self._predicted_held = 0
+        self._confident = False
         self._observations: list[_Observation] = []
         self._seq = 0
 
@@ -260,9 +277,9 @@ class Engine:
         tracker_options: TrackerOptions | None = None,
         profiles: dict[str, np.ndarray] | None = None,
     ) -> None:
+        self.options = options or WorkerOptions()
         self.embedder = embedder
         self.vad = vad or SileroVAD()
-        self.options = options or WorkerOptions()
         self.gate_options = gate_options or GateOptions()
         self.tracker_options = tracker_options or TrackerOptions()
         spec = embedder.spec
@@ -285,6 +302,11 @@ class Engine:
                 f"frame ({ms[1]} ms) and at most the window ({ms[2]} ms)"
             )
         self.hop_frames = round(hop_s / spec.frame_s)
+        if self.options.confident_stride < 1:
+            raise ConfigError(
+                f"confident_stride={self.options.confident_stride} must be at least 1 "
+                "(1: embed every window)"
+            )
         self.tracker_options = replace(
             self.tracker_options, window_s=spec.window_s, hop_s=self.hop_frames * spec.frame_s
         )
@@ -301,6 +323,8 @@ class Engine:
             self.options.max_batch * longest * spec.frontend().n_features, np.float32
         )
         self.windows_embedded = 0
+        self.windows_held = 0  # full windows that held the last embedding
+        self.windows_late = 0  # embedded alone when the tracker state was known
 
     # Streams
 
@@ -419,6 +443,10 @@ class Engine:
 
     def _cut_windows(self, stream: Stream, out: list[tuple[Stream, Window, int]]) -> None:
         size = self.embedder.spec.window_frames
+        # Which full windows will hold: predicted from the tracker's state now (it is
+        # decided when they are fed; a wrong guess costs a late or a wasted embedding).
+        stream._predicted_held = stream._held
+        stream._confident = self.options.confident_stride > 1 and stream.tracker.confident()
         available = min(stream.frames.end, stream.voiced.end, stream.energy.end)
         while stream.next_window + size <= available:
             first = stream.next_window
@@ -463,7 +491,11 @@ class Engine:
         vad_need = stream._model_samples((chunk + 1) * CHUNK_SAMPLES)
         ready_s = max(frame_need, vad_need) / spec.sample_rate
         slot = -1
-        if queue and ratio >= self.options.min_speech_ratio:
+        if (
+            queue
+            and ratio >= self.options.min_speech_ratio
+            and not self._predict_hold(stream, onset)
+        ):
             if self._filled == self.options.max_batch:
                 self._embed(out)
             slot = self._filled
@@ -472,6 +504,13 @@ class Engine:
         out.append((stream, window, slot))
         stream._observe(ready_s, 1, window)
         return window
+
+    def _predict_hold(self, stream: Stream, onset: bool) -> bool:
+        if onset:
+            return False
+        hold = stream._confident and stream._predicted_held < self.options.confident_stride - 1
+        stream._predicted_held = stream._predicted_held + 1 if hold else 0
+        return hold
 
     def _embed(self, windows: list[tuple[Stream, Window, int]]) -> None:
         """Embed the batch filled so far (one encoder call per window length)."""
@@ -534,10 +573,41 @@ class Engine:
                             window.embedding = vector
                             self.windows_embedded += 1
 
+    def _settle_vector(self, stream: Stream, window: Window) -> None:
+        """Decide, in audio-time order, whether a full speech window holds the last
+        embedding (``confident_stride``); embed it now if it was guessed to hold but
+        must not. An onset window makes the next full window embed."""
+        stride = self.options.confident_stride
+        if window.onset:
+            if window.embedding is not None:
+                stream._held = stride - 1
+            return
+        if window.speech_ratio < self.options.min_speech_ratio:
+            return
+        if (
+            stream._held < stride - 1
+            and stream._last_vector is not None
+            and stream.tracker.confident()
+        ):
+            window.embedding = stream._last_vector
+            stream._held += 1
+            self.windows_held += 1
+            return
+        if window.embedding is None:
+            spec = self.embedder.spec
+            first = round(window.start_s / spec.frame_s)
+            frames = stream.frames.read(first, first + spec.window_frames)[None].copy()
+            window.embedding = self.embedder.embed(frames, np.array([window.level_dbfs]))[0]
+            self.windows_late += 1
+            self.windows_embedded += 1
+        stream._held = 0
+        stream._last_vector = window.embedding
+
     def _feed_tracker(self, stream: Stream) -> list[Event]:
         events: list[Event] = []
         for obs in sorted(stream._observations):
             if isinstance(obs.payload, Window):
+                self._settle_vector(stream, obs.payload)
                 events += stream.tracker.window(obs.payload, obs.time_s)
             else:
                 events += stream.tracker.gate(obs.payload, obs.time_s)

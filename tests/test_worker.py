@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from streamer.evaluation.synth import conversation
-from streamer.worker import drive
+from streamer.worker import WorkerOptions, drive
 from tests.conftest import ENROLLED, chunked, label_share, run_stream
 
 TURNS = [
@@ -172,3 +172,22 @@ def test_the_core_imports_without_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("chunk,step_every", [(320, 1), (16000 * 60, 1)])
+def test_adaptive_window_rate_holds_windows_and_keeps_events_independent_of_chunking(
+    make_engine, enrolled, convo, chunk, step_every
+):
+    """With ``confident_stride=2`` the hold decisions are taken in audio-time order, so the
+    events are the same however the audio comes (a wrong guess costs a late embedding)."""
+    options = WorkerOptions(confident_stride=2)
+    reference_engine = make_engine(enrolled, options=options)
+    reference = run_stream(reference_engine, convo[0])
+    engine = make_engine(enrolled, options=options)
+    again = run_stream(engine, convo[0], chunk=chunk, step_every=step_every)
+    assert [e.to_dict() for e in again] == [e.to_dict() for e in reference]
+    assert reference_engine.windows_held >= 10 and reference_engine.windows_late == 0
+    for start, end, speaker in convo[1]:
+        expected = speaker if speaker in ENROLLED else "speaker-1"
+        assert label_share(reference, start, end).get(expected, 0) >= 0.8 * (end - start)
+

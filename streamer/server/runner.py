@@ -87,6 +87,9 @@ class EnrollTap:
         self.collector.close(update, now_s)
         return self.tracker.close(update, now_s)
 
+    def confident(self) -> bool:
+        return False  # the profile takes every window
+
     def progress(self, now_s: float) -> EnrollProgress:
         c = self.collector
         return EnrollProgress(
