@@ -212,6 +212,9 @@ class Tracker:
     do windows less similar than ``same_score`` to their segment (overlapped speech)."""
     RECENT_WINDOWS = 8
     """Full windows kept to date a change by where the new voice overtook the old one."""
+    MIN_LABELLED_S = 0.5
+    """A speech region at least this long ends with a label, even when no window of it
+    decided one (``unknown`` at worst)."""
     STRADDLE_INSIDE = 0.7
     """A full window that reaches back over a change inside a speech region counts for the
     new segment only when at least this share of it is after the change: the rest is the
@@ -234,6 +237,8 @@ class Tracker:
         self._pending: list = []  # deviating full windows not yet confirmed as a change
         self._recent: deque = deque(maxlen=self.RECENT_WINDOWS)  # the last full windows
         self._last_vector: np.ndarray | None = None  # the last closed segment's voice
+        self._region_named = False  # whether the open region has held a segment
+        self._held = None  # the region's last full window kept back for its onset
         self.look_back = None
         if options.look_back is not None:
             self.look_back = Reclusterer(options.look_back)
@@ -287,6 +292,7 @@ class Tracker:
         if update.started_at_s is not None:
             self.in_region = True
             self.region_start_s = update.started_at_s
+            self._region_named, self._held = False, None
             events.append(
                 self._event("speech_start", update.started_at_s, update.started_at_s, now_s)
             )
@@ -402,7 +408,8 @@ class Tracker:
         if segment is None:
             inside = (window.end_s - self.region_start_s) / window.length_s
             if inside < self.STRADDLE_INSIDE and not self._names_another(window):
-                return []  # mostly what came before the region: its onset will name it
+                self._held = window  # mostly what came before the region: its onset names it
+                return []
             return self._open_segment(self.region_start_s, now_s, full=window)
         if window.start_s < segment.start_s:
             # Straddles the segment start: part of it is the previous voice or silence.
@@ -475,6 +482,7 @@ class Tracker:
 
     def _open_segment(self, start_s: float, now_s: float, onset=None, full=None) -> list[Event]:
         self.segment = _Segment(start_s, previous=self.last_label)
+        self._region_named = True
         if onset is not None:
             self.segment.onset = (onset.length_s, onset.embedding)
             return self._relabel(now_s)
@@ -721,12 +729,25 @@ class Tracker:
 
     def _end_region(self, span: tuple[float, float], now_s: float) -> list[Event]:
         events = []
+        if not self._region_named and span[1] - span[0] >= self.MIN_LABELLED_S:
+            events += self._label_unheard(span, now_s)
         if self.segment is not None:
             events += self._close_segment(span[1], now_s)
         events.append(self._event("speech_end", span[0], span[1], now_s))
         self.in_region = False
         self._pending.clear()
         return events
+
+    def _label_unheard(self, span: tuple[float, float], now_s: float) -> list[Event]:
+        """A label for a region that ends without one: from the full window kept back for
+        its onset when there is one (named if it names someone, else ``unknown``), else
+        ``unknown`` (no window of it was clean enough to embed), which is no change."""
+        if self._held is not None:
+            return self._open_segment(span[0], now_s, full=self._held)
+        return [
+            self._event(kind, span[0], end_s, now_s, UNKNOWN, 0.0)
+            for kind, end_s in (("speaker", now_s), ("segment", span[1]))
+        ]
 
     def _event(self, type_, start_s, end_s, now_s, label=None, score=None, previous=None):
         return Event(

@@ -422,3 +422,30 @@ def test_a_label_is_announced_once_per_segment():
     events = region(tracker, alice + bob, onsets=[(3.2, 0.6, near(ORTHO["bob"], 0.05))])
     speakers = [(e.start_s, e.label) for e in events if e.type == "speaker"]
     assert len(speakers) == len(set(speakers)) == 2
+
+
+def test_every_region_long_enough_ends_with_a_label():
+    tracker = Tracker("s", TrackerOptions(), ORTHO)
+    events = region(tracker, [near(ORTHO["alice"], 0.05) for _ in range(10)])
+    # 0.8 s of speech whose only window reaches back mostly into the pause, and whose
+    # onset window never came: it names no one, and the region is still labelled.
+    events += tracker.gate(GateUpdate(started_at_s=10.0), 10.3)
+    events += tracker.window(Window(9.05, 10.65, 0.9, -30.0, blend(alice=0.5)), 10.65)
+    events += tracker.gate(GateUpdate(ended=(10.0, 10.8)), 11.2)
+    assert [(e.type, e.label) for e in events if e.start_s == 10.0][-2:] == [
+        ("segment", UNKNOWN),
+        ("speech_end", None),
+    ]
+    # No window at all (all too silent to embed): unknown, and no change from alice.
+    events += tracker.gate(GateUpdate(started_at_s=20.0), 20.3)
+    events += tracker.gate(GateUpdate(ended=(20.0, 20.6)), 21.0)
+    assert [(e.type, e.label) for e in events if e.start_s == 20.0] == [
+        ("speech_start", None),
+        ("speaker", UNKNOWN),
+        ("segment", UNKNOWN),
+        ("speech_end", None),
+    ]
+    # A blip shorter than half a second is left alone.
+    events = tracker.gate(GateUpdate(started_at_s=30.0), 30.3)
+    events += tracker.gate(GateUpdate(ended=(30.0, 30.4)), 30.8)
+    assert [e.type for e in events] == ["speech_start", "speech_end"]
