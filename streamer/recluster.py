@@ -11,12 +11,13 @@ the wrong one are repaired:
 * Points are the full windows that lie mostly inside one closed segment, weighted by
   their speech ratio times their share inside it (overlap at turn edges and silence
   weigh less; below ``min_weight`` a window is left out).
-* Spectral clustering of the points, their session mean removed (what all voices of a
-  recording share, its room and microphone, says nothing about who speaks): a cosine
-  affinity in which each point keeps its strongest neighbours, the number of voices
-  from the largest eigengap of the normalised Laplacian, k-means on the eigenvectors.
-* Two clusters whose centroids are closer than their own windows are to them (the
-  cluster's spread) are one voice.
+* Spectral clustering of the points (optionally with their session mean removed, what
+  all voices of a recording share): a cosine affinity in which each point keeps its
+  strongest neighbours, the number of voices from the largest eigengap of the
+  normalised Laplacian, k-means on the eigenvectors.
+* Clusters too small to be a voice join the nearest; optionally, two clusters whose
+  centroids are closer than their own windows are to them (the cluster's spread) are
+  one voice.
 * Each segment votes with its points' weights; clusters and labels are matched by the
   speech they share (Hungarian matching), so every label the history holds goes to at
   most one cluster. A cluster with no label becomes a new voice once it holds
@@ -61,7 +62,9 @@ class ReclusterOptions:
         min_points: fewest points a pass needs.
         merge_spread: two clusters are one voice when their centroids' similarity is
             at least the mean similarity of their windows to their own centroid less
-            this.
+            this. The default, -1, turns the test off: on the tuning conversations
+            every margin tried (0 to 0.16) merged different voices more often than it
+            joined one voice's halves.
         min_voice_s: seconds of speech a cluster without a label needs to become a new
             voice (each point stands for ``spacing_s``).
     """
@@ -70,13 +73,13 @@ class ReclusterOptions:
     history_s: float = 300.0
     max_points: int = 300
     spacing_s: float = 0.8
-    min_weight: float = 0.6
-    keep: float = 0.2
-    centre: bool = True
-    min_cluster: int = 5
+    min_weight: float = 0.0
+    keep: float = 0.25
+    centre: bool = False
+    min_cluster: int = 3
     max_voices: int = 8
     min_points: int = 6
-    merge_spread: float = 0.0
+    merge_spread: float = -1.0
     min_voice_s: float = 2.0
 
 
