@@ -28,6 +28,8 @@ class StreamerError(Exception):
     code = "error"
     close_code: int | None = None
     """A websocket close code (RFC 6455) if the daemon closes the connection after it."""
+    request_id: object = None
+    """The ``id`` of the daemon request it answers, when known where it was raised."""
 
 
 class AudioError(StreamerError):

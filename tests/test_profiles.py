@@ -149,3 +149,42 @@ def test_damaged_profile_can_be_removed_and_temp_files_are_not_profiles(tmp_path
     assert store.names() == ["bad"]
     store.remove("bad")
     assert store.names() == []
+
+
+WRITER = """
+import sys
+import numpy as np
+from streamer.profiles import Profile, ProfileStore
+store = ProfileStore(sys.argv[1])
+rng = np.random.default_rng(int(sys.argv[2]))
+print("ready", flush=True)
+while True:
+    for name in ("alice", "bob", "carol"):
+        total = rng.normal(size=256)
+        store.save(Profile(name, "ge2e", total=total, count=1, speech_s=float(total[0] ** 2)))
+"""
+
+
+def test_kill_9_during_writes_leaves_nothing_corrupt_nor_orphaned(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    for round_ in range(9):
+        writer = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(tmp_path), str(round_)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert writer.stdout.readline() == "ready\n"
+        time.sleep(0.05 + 0.03 * round_)  # killed at a different point of a write each time
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(10)
+        store = ProfileStore(tmp_path)  # the restart
+        assert not list(tmp_path.glob(".tmp-*")), "orphan temp files after a restart"
+        for profile in store.all():  # every profile reads back whole
+            assert profile.total.shape == (256,) and profile.count == 1
+    assert store.names() == ["alice", "bob", "carol"]

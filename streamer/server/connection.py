@@ -199,7 +199,8 @@ class Connection:
         except StreamerError as exc:
             if exc.close_code is not None:
                 raise
-            self.reply(error_message(exc), request_id)
+            known = exc.request_id if exc.request_id is not None else request_id
+            self.reply(error_message(exc, known))
         except Exception:
             log.exception("client %d: error handling a message", self.number)
             message = "internal error; the daemon's log has the details"

@@ -168,9 +168,9 @@ class Protocol:
     # Messages
 
     def receive(self, message: str | bytes, now: float) -> Message:
-        """What ``message`` asks for; :class:`ProtocolError` if it cannot be used.
-
-        The connection counts as busy (never idle) until :meth:`handled`.
+        """What ``message`` asks for; :class:`ProtocolError` if it cannot be used (with
+        the request's ``id`` as its ``request_id``). The connection counts as busy
+        (never idle) until :meth:`handled`.
         """
         self._last_active = now
         self._busy = True
@@ -185,6 +185,13 @@ class Protocol:
         if isinstance(message, bytes):
             return self._audio(message)
         request = _parse_json(message)
+        try:
+            return self._request(request)
+        except ProtocolError as exc:
+            exc.request_id = request.get("id")  # the error answers the request: same id
+            raise
+
+    def _request(self, request: dict) -> Message:
         kind = request.get("type")
         if not isinstance(kind, str) or kind not in REQUESTS:
             raise ProtocolError(

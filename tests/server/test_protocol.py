@@ -122,6 +122,15 @@ def test_malformed_requests_get_their_error_code(message, code):
     assert protocol.receive('{"type": "status"}', 0.0) == Request("status")
 
 
+def test_errors_carry_the_id_of_the_request_they_answer():
+    with pytest.raises(ProtocolError) as raised:
+        Protocol(ServerLimits()).receive('{"type": "status", "id": "probe"}', 0.0)
+    assert raised.value.code == "not_ready" and raised.value.request_id == "probe"
+    with pytest.raises(ProtocolError) as raised:
+        opened().receive('{"type": "enroll", "id": 3}', 0.0)
+    assert raised.value.request_id == 3
+
+
 def test_requests_come_out_typed():
     protocol = opened()
     enroll = {"type": "enroll", "name": "carol", "seconds": 6, "force": True, "stream": "s"}
