@@ -104,7 +104,10 @@ def build_app(args: dict) -> serve.Application:
         ClusterOptions(**cluster),
         ReplicaOptions(
             pipeline,
-            ServerOptions(host="0.0.0.0", token=args.get("token")),
+            # The proxy's address is Serve's (http_options); a token lets it leave loopback.
+            ServerOptions(
+                host="0.0.0.0" if args.get("token") else "127.0.0.1", token=args.get("token")
+            ),
             str(args.get("profiles") or default_store_path()),
         ),
     )

@@ -180,7 +180,7 @@ class SpreadRouter(FIFOMixin, RequestRouter):
 @serve.deployment(
     name="streamer",
     max_ongoing_requests=200,
-    graceful_shutdown_timeout_s=60,
+    graceful_shutdown_timeout_s=3600,  # a replica scaled down waits for its streams to end
     request_router_config=RequestRouterConfig(request_router_class=SpreadRouter),
 )
 @serve.ingress(api)

@@ -98,18 +98,25 @@ def test_a_voice_enrolled_through_one_replica_is_named_on_the_other(proxy):
         done_at = time.monotonic()
         notice = await b.next("profiles", timeout_s=10)  # b's replica took the new profile
         noticed_at = time.monotonic()
+        # A write the store refuses comes back as the store's own one-line error.
+        refused = await b.request({"type": "rename", "name": "carol", "new_name": "alice"})
         await b.send_audio(later)
         await b.end()
         await a.end()
         for client in (a, b):
             await client.close()
-        return done, notice, noticed_at - done_at, b.events(b_id)
+        return done, notice, noticed_at - done_at, refused, b.events(b_id)
 
-    done, notice, delay_s, events = run(scenario(), 240)
+    done, notice, delay_s, refused, events = run(scenario(), 240)
     assert done["saved"] is True, done
     assert [p["name"] for p in notice["profiles"]] == ["alice", "bob", "carol"]
     assert delay_s < 1.0
     assert "carol" in proxy.store.names()  # on the hub's node, in the usual files
+    assert refused == {
+        "type": "error",
+        "code": "profile",
+        "message": "a profile named 'alice' exists already; remove it first",
+    }
     assert label_share(events, 0.0, 6.0).get("carol", 0) > 4.5
 
 
