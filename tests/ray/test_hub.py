@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from streamer.ray.hub import REPLICA_DIED, ClusterHub
 from streamer.server.hub import StreamState
 from tests.server.conftest import run
@@ -42,3 +44,11 @@ def test_the_hub_relays_batches_in_order_and_ends_the_streams_of_a_dead_replica(
 
 def started_message(stream: str) -> tuple:
     return ("started", StreamState(stream, "websocket", "16000 Hz", 0.0).to_dict())
+
+
+def test_serve_run_arguments_are_checked_before_anything_starts():
+    from streamer.errors import ConfigError
+    from streamer.ray.deploy import build_app
+
+    with pytest.raises(ConfigError, match=r"unknown argument\(s\) replica; known: replicas"):
+        build_app({"replica": "2"})
