@@ -30,7 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from daemon_latency import Daemon, conversations, make_store, one_round
+import daemon_latency
+from daemon_latency import SR, Daemon, conversations, make_store, one_round
 
 TICKS = os.sysconf("SC_CLK_TCK")
 HELD_P95_MS = 1000.0
@@ -102,8 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, nargs="+", default=[2, 4, 8, 16])
     parser.add_argument("--seconds", type=float, default=20.0, help="audio per stream")
+    parser.add_argument(
+        "--frame-ms", type=float, default=20.0, help="audio per client message (default: 20)"
+    )
+    parser.add_argument(
+        "--only", type=int, nargs="+", choices=(0, 1, 2), help="0: plain, 1, 2: Ray replicas"
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
+    daemon_latency.CHUNK = round(args.frame_ms * SR / 1000)
     counts = sorted(args.streams)
     audios = conversations(max(counts), args.seconds)
     limit = ["--max-streams", str(max(counts))]
@@ -112,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         ("ray, 1 replica", [*limit, "--ray", "--replicas", "1", "--port", str(free_port())]),
         ("ray, 2 replicas", [*limit, "--ray", "--replicas", "2", "--port", str(free_port())]),
     ]
+    if args.only:
+        daemons = [daemons[i] for i in sorted(set(args.only))]
     rows = []
     with tempfile.TemporaryDirectory(prefix="streamer-bench-") as folder:
         make_store(Path(folder))
@@ -120,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"\nreal-time streams of {args.seconds:g} s, {os.cpu_count()} CPUs")
+    print(
+        f"\nreal-time streams of {args.seconds:g} s in {args.frame_ms:g} ms frames, "
+        f"{os.cpu_count()} CPUs"
+    )
     print(
         "| daemon | streams | p50 | p95 | max | idle CPU | CPU per stream | sender lag p95 "
         "| load avg |"
