@@ -33,6 +33,9 @@ CONFIG_KEYS = (
     "weights",
     "device",
     "threads",
+    "workers",
+    "max_batch",
+    "admission",
 )
 """Top-level keys of a ``--config`` TOML file; limits go in a ``[limits]`` table."""
 
@@ -100,8 +103,35 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     limits = parser.add_argument_group("limits (docs/protocol.md#limits-and-backpressure)")
     for f in fields(ServerLimits):
         flag = "--" + f.name.replace("_", "-")
-        number = positive_int if isinstance(f.default, int) else positive_float
-        limits.add_argument(flag, type=number, metavar="N", help=f"default: {f.default:g}")
+        whole = isinstance(f.default, int) or f.name == "max_streams"
+        default = "what this machine holds" if f.default is None else f"{f.default:g}"
+        limits.add_argument(
+            flag,
+            type=positive_int if whole else positive_float,
+            metavar="N",
+            help=f"default: {default}",
+        )
+    engines = parser.add_argument_group("engines")
+    engines.add_argument(
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="engine processes, streams sharded over them (default: one per usable core, "
+        "or one per GPU with --device cuda); 1 runs the engine in the daemon's own process",
+    )
+    engines.add_argument(
+        "--max-batch",
+        type=positive_int,
+        metavar="N",
+        help="most windows per encoder call (default: 32 on a CPU, 512 on a GPU; 1 turns "
+        "batching off)",
+    )
+    engines.add_argument(
+        "--admission",
+        choices=("on", "off"),
+        help="refuse new streams with 'busy' at the measured capacity (default: on; off "
+        "is for capacity benchmarks)",
+    )
     add_profiles_option(parser)
     add_model_options(parser)
     parser.set_defaults(func=lambda args: run(args, parser))
@@ -155,6 +185,9 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Server
             limits[f.name] = getattr(args, f.name)
     token = args.token or os.environ.get(TOKEN_ENV) or None
     batch_delay_s = args.batch_delay_s
+    extra = {} if batch_delay_s is None else {"batch_delay_s": batch_delay_s}
+    if args.admission is not None:
+        extra["admission"] = args.admission in ("on", True)  # a config may say true
     try:
         return ServerOptions(
             host=args.host if args.host is not None else DEFAULT_HOST,
@@ -162,7 +195,7 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Server
             token=token,
             allowed_origins=tuple(args.allow_origins or ()),
             limits=ServerLimits(**limits),
-            **({} if batch_delay_s is None else {"batch_delay_s": batch_delay_s}),
+            **extra,
         )
     except TypeError as exc:  # a config value of the wrong type
         raise ConfigError(f"config {args.config}: {exc}") from exc
@@ -185,7 +218,6 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..models import get_spec
     from ..profiles import ProfileStore
     from ..sources.mic import Microphone
-    from . import load_engine
 
     # Everything that can fail without the model, first.
     options = resolve(args, parser)
@@ -196,7 +228,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.mic is not None:
         rate = get_spec(args.model).sample_rate
         microphone = Microphone(args.mic or None, args.mic_rate, target_rate=rate)
-    engine = load_engine(args, store)
+    engine = engines(args, store, options)
     setup_logging()
     return asyncio.run(serve(engine, store, options, microphone, args.mic_stream or "mic"))
 
@@ -223,11 +255,45 @@ def serve_on_ray(args: argparse.Namespace, options: ServerOptions, store) -> int
     cluster = ClusterOptions(
         replicas=args.replicas,
         gpus_per_replica=gpus,
-        streams_per_replica=options.limits.max_streams,  # --max-streams: per replica
+        # --max-streams: per replica
+        **({"streams_per_replica": m} if (m := options.limits.max_streams) else {}),
     )
     replica = ReplicaOptions(pipeline, options, str(store.path.resolve()))
     setup_logging()
     return serve_cluster(args.ray or None, cluster, replica)
+
+
+GPU_MAX_BATCH = 512
+"""Windows per encoder call on a GPU: large batches are what keep it busy."""
+
+
+def engines(args: argparse.Namespace, store, options: ServerOptions):
+    """The engine (one worker: in this process) or a pool of worker processes."""
+    from dataclasses import replace
+
+    from ..pipeline import PipelineOptions
+    from ..server.workers import WorkerPool, cuda_count, usable_cores
+    from ..worker import WorkerOptions
+    from . import load_engine
+
+    gpus = cuda_count() if args.device == "cuda" else 0
+    count = args.workers or gpus or usable_cores()
+    max_batch = args.max_batch or (
+        GPU_MAX_BATCH if (args.device or "").startswith("cuda") else None
+    )
+    worker = WorkerOptions() if max_batch is None else replace(WorkerOptions(), max_batch=max_batch)
+    if count == 1:
+        return load_engine(args, store, worker=worker)
+    pipeline = PipelineOptions(
+        model=args.model,
+        weights=args.weights,
+        backend=args.backend,
+        device=args.device,
+        threads=args.threads,
+        worker=worker,
+    )
+    log.info("starting %d engine workers", count)
+    return WorkerPool(pipeline, count, options.batch_delay_s, gpus=gpus)
 
 
 async def serve(engine, store, options: ServerOptions, microphone, mic_stream: str) -> int:

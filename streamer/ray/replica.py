@@ -142,7 +142,7 @@ class ReplicaServer(Server):
         """The hub's news: other replicas' streams, and new profiles."""
         for message in batch:
             if message[0] == "profiles":
-                if self.store.mirror(message[1], message[2]) and self.runner is not None:
+                if self.store.mirror(message[1], message[2]) and self.runners:
                     await self.refresh_profiles()
             else:
                 self.hub.receive([message])

@@ -36,6 +36,7 @@ from ..profiles import ProfileStore
 from ..sources.mic import Microphone
 from ..sources.websocket import AudioFormat, FrameDecoder
 from ..worker import Engine
+from .admission import Admission
 from .connection import Connection, Refusals
 from .hub import Hub, StreamState
 from .metrics import CONTENT_TYPE_LATEST, Metrics, TimedEmbedder
@@ -51,6 +52,7 @@ from .protocol import (
 )
 from .runner import EngineRunner, EnrollProgress
 from .session import Enrollment, Session
+from .workers import WorkerPool
 
 log = logging.getLogger("streamer.server")
 
@@ -77,7 +79,7 @@ class Server:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Engine | WorkerPool,
         store: ProfileStore,
         options: ServerOptions | None = None,
         microphone: Microphone | None = None,
@@ -88,16 +90,19 @@ class Server:
         self.store = store
         self.options = options or ServerOptions()
         self.limits = self.options.limits
-        if self.limits.max_backlog_s > engine.options.buffer_s / 2:
+        self.pool = engine if isinstance(engine, WorkerPool) else None
+        self.spec = engine.spec if self.pool else engine.embedder.spec
+        buffer_s = engine.buffer_s if self.pool else engine.options.buffer_s
+        if self.limits.max_backlog_s > buffer_s / 2:
             raise ConfigError(
                 f"max_backlog_s ({self.limits.max_backlog_s:g} s) must be at most half the "
-                f"engine's buffer_s ({engine.options.buffer_s:g} s)"
+                f"engine's buffer_s ({buffer_s:g} s)"
             )
         self.microphone = microphone
         self.mic_stream = check_stream_id(mic_stream)
         self.enroll_options = enroll_options or EnrollOptions()
-        self.model = engine.embedder.spec.name
-        self.sample_rate = engine.embedder.spec.sample_rate
+        self.model = self.spec.name
+        self.sample_rate = self.spec.sample_rate
         self.metrics = Metrics()
         self.hub = Hub(self.metrics)
         self.sessions: dict[str, Session] = {}
@@ -108,7 +113,9 @@ class Server:
         self.port: int | None = None
         self.failure: BaseException | None = None
         self.started = time.monotonic()
-        self.runner: EngineRunner | None = None
+        self.runners: list = []  # EngineRunner, or the pool's WorkerProcess-es
+        self.admission = Admission(self.limits, self.sessions, self.runners)
+        self.admission.enabled = self.options.admission
         self._connection_numbers = itertools.count(1)
         self._stream_numbers = itertools.count(1)
         self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="streamer-store")
@@ -154,16 +161,23 @@ class Server:
         of another kind (the Ray ingress) hands its connections to :meth:`connect`."""
         loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
-        self.engine.embedder = TimedEmbedder(self.engine.embedder, self.metrics)
-        self.runner = EngineRunner(
-            self.engine,
-            loop,
-            self._on_events,
-            self._on_failure,
-            self.metrics,
-            self.options.batch_delay_s,
-        )
-        self.runner.start()
+        if self.pool is not None:
+            self.runners += self.pool.workers
+            await self.pool.start(self._on_events, self._on_failure, self.metrics)
+        else:
+            self.engine.embedder = TimedEmbedder(self.engine.embedder, self.metrics)
+            runner = EngineRunner(
+                self.engine,
+                loop,
+                self._on_events,
+                self._on_failure,
+                self.metrics,
+                self.options.batch_delay_s,
+            )
+            self.runners.append(runner)
+            runner.start()
+        costs = await asyncio.gather(*(runner.calibrate() for runner in self.runners))
+        self.admission.calibrated(costs)
         await self.refresh_profiles()
 
     async def connect(self, websocket) -> None:
@@ -192,10 +206,9 @@ class Server:
             await self._ws.wait_closed()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.runner is not None:
-            await self.runner.stop()
+        await asyncio.gather(*(runner.stop() for runner in self.runners))
         self._store_thread.shutdown(wait=True)
-        if isinstance(self.engine.embedder, TimedEmbedder):
+        if self.pool is None and isinstance(self.engine.embedder, TimedEmbedder):
             self.engine.embedder = self.engine.embedder.inner
         self.stop()
 
@@ -233,6 +246,7 @@ class Server:
         return {
             "status": "ok" if self.failure is None else "failed",
             "streams": len(self.sessions),
+            "capacity": self.admission.capacity() if self.runners else None,
             "connections": len(self.connections),
             "uptime_s": round(time.monotonic() - self.started, 1),
         }
@@ -268,7 +282,20 @@ class Server:
             arrived = session.clock.arrival(event.emitted_at) if session else None
             if arrived is not None:
                 self.metrics.event_latency_s.observe(now - arrived)
+                if session.observe_lag(now - arrived, now):
+                    self._notice_lagging(session)
         self.hub.publish(events)
+        self.metrics.lagging.set(sum(s.lagging for s in self.sessions.values()))
+
+    def _notice_lagging(self, session: Session) -> None:
+        lag_s = round(session.lag_s, 2)
+        message = (
+            f"stream {session.id!r} is lagging: its events come {lag_s:g} s after its audio "
+            "and the daemon is not catching up; it takes no new streams meanwhile"
+        )
+        log.warning("%s", message)
+        notice = {"type": "lagging", "stream": session.id, "lag_s": lag_s, "message": message}
+        self.hub.notice(notice, session.id)
 
     def exposition(self) -> bytes:
         """The body of ``GET /metrics`` (Prometheus text)."""
@@ -298,10 +325,11 @@ class Server:
             )
         self._opening.add(stream_id)
         try:
-            stream = await self.runner.call(self.engine.open_stream, stream_id)
+            runner = self.admission.least_loaded()
+            stream = await runner.open_stream(stream_id)
         finally:
             self._opening.discard(stream_id)
-        session = Session(stream, source, owner, self.runner, self.metrics, decoder)
+        session = Session(stream, source, owner, runner, self.metrics, decoder)
         self.sessions[stream_id] = session
         self.metrics.streams.set(len(self.sessions))
         self.hub.stream_started(StreamState(stream_id, source, audio, time.time()))
@@ -310,12 +338,7 @@ class Server:
     async def open_websocket_stream(
         self, stream_id: str | None, audio_format: AudioFormat, owner: int
     ) -> Session:
-        if len(self.sessions) + len(self._opening) >= self.limits.max_streams:
-            raise ProtocolError(
-                "limit",
-                f"the daemon has {self.limits.max_streams} streams open, its limit; "
-                "try again later or raise --max-streams",
-            )
+        self.admission.check(len(self._opening))
         stream_id = check_stream_id(stream_id) if stream_id is not None else self.new_stream_id()
         decoder = FrameDecoder(audio_format, self.sample_rate)
         session = await self.open_stream(
@@ -338,7 +361,7 @@ class Server:
         if session.decoder is not None:
             await session.push(session.decoder.flush(), self.limits.max_backlog_s)
         try:
-            await self.runner.call(self.runner.close_stream, session.id)
+            await session.runner.end_stream(session.id)
         finally:
             self.sessions.pop(session.id, None)
             self.metrics.streams.set(len(self.sessions))
@@ -383,7 +406,7 @@ class Server:
     async def refresh_profiles(self) -> None:
         """Reload the store; every stream's tracker gets the new profiles at once."""
         vectors, listing = await self.in_store(self._read_profiles)
-        await self.runner.call(self.engine.set_profiles, vectors)
+        await asyncio.gather(*(runner.set_profiles(vectors) for runner in self.runners))
         self.hub.set_profiles(listing)
 
     async def rename_profile(self, old: str, new: str) -> None:
@@ -414,8 +437,7 @@ class Server:
             from ..enroll import check_model
 
             await self.in_store(check_model, self.store, enrollment.name, self.model)
-            enrollment.start_s = await self.runner.call(
-                self.runner.start_enroll,
+            enrollment.start_s = await session.runner.enroll(
                 session.id,
                 session.audio_s,
                 enrollment.seconds,
@@ -484,7 +506,7 @@ class Server:
                 enrollment.name,
                 [(label, collector)],
                 self.model,
-                self.engine.embedder.spec.embedding_dim,
+                self.spec.embedding_dim,
                 self.enroll_options,
                 enrollment.force,
             )
@@ -516,7 +538,7 @@ class Server:
             raise ProtocolError(
                 "not_enrolling", f"stream {session.id!r} is not being enrolled; nothing to cancel"
             )
-        await self.runner.call(self.runner.cancel_enroll, session.id)
+        await session.runner.cancel(session.id)
         enrollment.finished = True
         session.enrollment = None
         log.info("enrollment of %r from stream %r cancelled", enrollment.name, session.id)
@@ -525,11 +547,14 @@ class Server:
     async def promote(self, session: Session, label: str, name: str):
         """Name an unknown voice of a stream: the engine settles it, the store thread
         saves it, then every stream's tracker gets the new profiles."""
-        voice = await self.runner.call(self.engine.settle, session.id, label)
+        voice = await session.runner.settle(session.id, label)
         report = await self.in_store(save_voice, self.store, name, voice, self.model)
         vectors, listing = await self.in_store(self._read_profiles)
         if report.profile is not None:
-            await self.runner.call(self.engine.adopt, session.id, label, vectors)
+            await asyncio.gather(
+                session.runner.adopt(session.id, label, vectors),
+                *(r.set_profiles(vectors) for r in self.runners if r is not session.runner),
+            )
         self.hub.set_profiles(listing)
         log.info("voice %r of stream %r promoted to profile %r", label, session.id, name)
         return report

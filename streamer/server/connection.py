@@ -32,7 +32,7 @@ from .protocol import (
     error_message,
     report_info,
 )
-from .session import Enrollment, Session
+from .session import Enrollment, Session, disconnect_reason
 
 if TYPE_CHECKING:  # annotations only: the server imports this module, not the reverse
     from .app import Server
@@ -127,7 +127,11 @@ class Connection:
             self._watchdog.cancel()
         self.server.hub.unsubscribe(self.subscriber)
         if self.session is not None:
-            reason = "its client disconnected" if not self._closing else "its client was closed"
+            reason = (
+                disconnect_reason(self.ws.close_code, self.ws.close_reason)
+                if not self._closing
+                else "its client was closed"
+            )
             try:
                 await self.server.end_stream(self.session, reason)
             except Exception:
@@ -233,7 +237,7 @@ class Connection:
                 hello.stream, audio_format, self.number
             )
         except ProtocolError as exc:
-            if exc.code == "limit":
+            if exc.code in ("limit", "busy"):  # full: come back later
                 raise ProtocolError(exc.code, str(exc), TRY_LATER) from exc
             raise
         self.session = session
@@ -282,7 +286,12 @@ class Connection:
         if self.subscriber is not None and self.subscriber.streams == {session.id}:
             self.server.hub.unsubscribe(self.subscriber)
             self.subscriber = None
-        ended = {"type": "ended", "stream": session.id, "audio_s": round(session.audio_s, 3)}
+        ended = {
+            "type": "ended",
+            "stream": session.id,
+            "audio_s": round(session.audio_s, 3),
+            "reason": "ended by its client",
+        }
         self.reply(ended, request.id)
 
     async def _status(self, request: Request) -> None:

@@ -16,6 +16,7 @@ streamer_audio_seconds_total        counter    audio received, seconds at the mo
 streamer_events_total{type}         counter    events published, by type
 streamer_event_latency_seconds      histogram  arrival of an event's decisive audio ->
                                                the event handed to subscribers
+streamer_lagging_streams            gauge      streams whose events lag over 1 s (``lagging``)
 streamer_dropped_events_total       counter    events dropped for slow subscribers
 streamer_backpressure_waits_total   counter    times a client was paused for the worker
 streamer_mic_dropped_seconds_total  counter    microphone audio lost (worker too far behind)
@@ -23,7 +24,9 @@ streamer_mic_dropped_seconds_total  counter    microphone audio lost (worker too
 
 Event latency here is measured inside the daemon: from the moment the audio that
 decided an event (the sample at its ``emitted_at``) was received to the moment the
-event was queued for the subscribers; the network is not included.
+event was queued for the subscribers; the network is not included. It is a histogram
+(buckets up to 60 s), so its percentiles show: ``histogram_quantile(0.95,
+rate(streamer_event_latency_seconds_bucket[1m]))``.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "TimedEmbedder"]
 
-_LATENCY_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
+_LATENCY_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 _COMPUTE_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
@@ -86,6 +89,11 @@ class Metrics:
             "streamer_event_latency_seconds",
             "Wall time from the arrival of an event's decisive audio to its publication.",
             buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.lagging = Gauge(
+            "streamer_lagging_streams",
+            "Streams whose latest event came over 1 s after its audio.",
             registry=r,
         )
         self.dropped = Counter(

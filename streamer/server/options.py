@@ -31,7 +31,11 @@ class ServerLimits:
             clients cannot lock out one that says hello at once.
         max_pending_per_address: the same, from one IP address.
         max_streams: audio streams open at once, websocket and microphone together; a
-            hello beyond it gets ``limit`` and the connection is closed (1013).
+            hello beyond it gets ``limit`` and the connection is closed (1013). ``None``
+            (the default): what this machine holds, measured at start-up
+            (:mod:`~streamer.server.admission`). Either way, a stream that would take the
+            daemon past its measured capacity, or that comes while a stream is lagging,
+            gets ``busy`` (1013).
         max_subscribers: connections receiving events at once (a stream client that
             asked for its own events counts too); beyond it: ``limit``, closed (1013).
         max_frame_bytes: largest message read. A bigger one gets the error
@@ -70,7 +74,7 @@ class ServerLimits:
     max_connections: int = 128
     max_pending_connections: int = 64
     max_pending_per_address: int = 32
-    max_streams: int = 64
+    max_streams: int | None = None
     max_subscribers: int = 64
     max_frame_bytes: int = 2**19
     max_messages_per_s: float = 200.0
@@ -85,6 +89,8 @@ class ServerLimits:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
+            if value is None and f.name == "max_streams":
+                continue
             if not (isinstance(value, (int, float)) and not isinstance(value, bool)):
                 raise ConfigError(f"limit {f.name} must be a number, not {value!r}")
             if not (value > 0 and math.isfinite(value)):
@@ -115,6 +121,9 @@ class ServerOptions:
             instead of every frame of every stream waking the engine for a step of its
             own. It adds up to this much latency (half on average); a busy engine steps
             back to back and never waits; a single stream never waits.
+        admission: refuse new streams with ``busy`` when the daemon is at its measured
+            capacity or a stream lags (:mod:`~streamer.server.admission`); off, only
+            ``limits.max_streams`` bounds them (for capacity benchmarks).
     """
 
     host: str = DEFAULT_HOST
@@ -123,6 +132,7 @@ class ServerOptions:
     allowed_origins: tuple[str, ...] = ()
     limits: ServerLimits = field(default_factory=ServerLimits)
     batch_delay_s: float = 0.05
+    admission: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -111,8 +111,10 @@ class EngineRunner:
         on_failure: Callable[[BaseException], None],
         metrics: Metrics,
         batch_delay_s: float = 0.0,
+        on_stepped: Callable[[float, float, int], None] | None = None,
     ) -> None:
         self.engine = engine
+        self._on_stepped = on_stepped  # (cpu s, wall s, windows embedded), on the loop
         self.batch_delay_s = batch_delay_s
         self._loop = loop
         self._on_events = on_events
@@ -127,6 +129,7 @@ class EngineRunner:
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="streamer-engine", daemon=True)
         self.failure: BaseException | None = None
+        self.load = Load()
         self.stepped = asyncio.Event()  # set (and replaced) after every step, on the loop
 
     # The loop's side
@@ -158,6 +161,37 @@ class EngineRunner:
     async def until_stepped(self) -> None:
         """Wait until the engine has next processed audio (a step, or a job)."""
         await self.stepped.wait()
+
+    # The operations the server asks of an engine (the same on a worker process)
+
+    def open_stream(self, stream_id: str) -> asyncio.Future:
+        return self.call(self.engine.open_stream, stream_id)
+
+    def end_stream(self, stream_id: str) -> asyncio.Future:
+        return self.call(self.close_stream, stream_id)
+
+    def set_profiles(self, profiles: dict) -> asyncio.Future:
+        return self.call(self.engine.set_profiles, profiles)
+
+    def settle(self, stream_id: str, label: str) -> asyncio.Future:
+        return self.call(self.engine.settle, stream_id, label)
+
+    def adopt(self, stream_id: str, label: str, profiles: dict) -> asyncio.Future:
+        return self.call(self.engine.adopt, stream_id, label, profiles)
+
+    def enroll(self, stream_id: str, start_s: float, seconds: float, on_progress, on_done):
+        return self.call(self.start_enroll, stream_id, start_s, seconds, on_progress, on_done)
+
+    def cancel(self, stream_id: str) -> asyncio.Future:
+        return self.call(self.cancel_enroll, stream_id)
+
+    def calibrate(self) -> asyncio.Future:
+        """Seconds of engine time per second of one stream's speech (:func:`stream_cost_s`)."""
+        return self.call(stream_cost_s, self.engine)
+
+    @property
+    def stream_count(self) -> int:
+        return len(self.engine.streams)
 
     # Jobs for call() (they run in the engine's thread)
 
@@ -244,8 +278,14 @@ class EngineRunner:
     def _stepped_engine(self, events: list[Event]) -> None:
         """After a step (timed from :meth:`_before_step`): metrics, events, enrollments."""
         self._last_step, cpu = self._step_clocks
-        self._metrics.step_s.observe(time.perf_counter() - self._last_step)
-        self._metrics.engine_cpu_s.inc(time.thread_time() - cpu)
+        cpu_s = time.thread_time() - cpu
+        wall_s = time.perf_counter() - self._last_step
+        self._metrics.step_s.observe(wall_s)
+        self._metrics.engine_cpu_s.inc(cpu_s)
+        self.load.add(cpu_s)
+        if self._on_stepped is not None:
+            windows = self.engine.windows_embedded
+            self._loop.call_soon_threadsafe(self._on_stepped, cpu_s, wall_s, windows)
         self._publish(events)
         for stream_id, tap in list(self._taps.items()):
             stream = self.engine.streams[stream_id]
@@ -283,6 +323,57 @@ class EngineRunner:
     def _fail(self, exc: BaseException) -> None:
         self._stepped()
         self._on_failure(exc)
+
+
+class Load:
+    """How busy an engine is: the share of a core its steps used over the last ``span_s``
+    (CPU time, so that other programs on the machine do not count; a machine too busy to
+    give the engine its time shows as streams lagging instead)."""
+
+    def __init__(self, span_s: float = 5.0) -> None:
+        self.span_s = span_s
+        self._steps: deque[tuple[float, float]] = deque()  # (monotonic time, cpu seconds)
+        self._lock = threading.Lock()
+        self._since = time.monotonic()
+
+    def add(self, cpu_s: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._steps.append((now, cpu_s))
+            while self._steps[0][0] < now - self.span_s:
+                self._steps.popleft()
+
+    def utilisation(self) -> float:
+        now = time.monotonic()
+        with self._lock:
+            busy = sum(cpu for at, cpu in self._steps if at >= now - self.span_s)
+        return busy / max(1e-3, min(self.span_s, now - self._since))
+
+
+FULL_WINDOW_SHARE = 0.55
+"""Full windows' share of an engine's time on continuous speech (profiled on 32 streams:
+5.0 s of 9.0 s; onset windows, the VAD and features are the rest)."""
+
+
+def stream_cost_s(engine: Engine, repeats: int = 3) -> float:
+    """Engine seconds one stream of continuous speech costs per second of audio, timed
+    here: a full batch of full windows through the encoder, scaled by the windows a
+    second holds and by :data:`FULL_WINDOW_SHARE`."""
+    import numpy as np
+
+    spec = engine.embedder.spec
+    batch = engine.options.max_batch
+    frames = np.random.default_rng(0).standard_normal(
+        (batch, spec.window_frames, spec.frontend().n_features), dtype=np.float32
+    )
+    levels = np.full(batch, -25.0)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first one warms up
+        started = time.thread_time()
+        engine.embedder.embed(frames, levels)
+        best = min(best, time.thread_time() - started)
+    windows_per_s = 1.0 / (engine.hop_frames * spec.frame_s)
+    return best / batch * windows_per_s / FULL_WINDOW_SHARE
 
 
 def _settle(future: asyncio.Future, result, exc: BaseException | None) -> None:

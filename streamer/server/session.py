@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -15,6 +16,11 @@ from ..worker import Stream
 from .hub import Outbox
 from .metrics import Metrics
 from .runner import EngineRunner
+
+LAGGING_S = 1.0
+"""A stream whose events come later than this after their audio is lagging (it gets a
+``lagging`` notice, the daemon takes no new stream until it has caught up)."""
+NOTICE_EVERY_S = 5.0
 
 
 class PushClock:
@@ -92,13 +98,33 @@ class Session:
         self.closing = False
         self.dropped_samples = 0  # microphone audio lost to a full buffer
         self.started = time.monotonic()
-        self._runner = runner
+        self.pushed = 0  # samples pushed (at the model's rate)
+        self.lag_s = 0.0  # how late its latest event was (arrival of its audio -> event)
+        self.lagging = False
+        self._noticed = -math.inf  # monotonic time of the last lagging notice
+        self.runner = runner
         self._metrics = metrics
 
     @property
     def audio_s(self) -> float:
         """Seconds of audio received (at the model's rate)."""
-        return self.stream.ring.end / self.stream.sample_rate
+        return self.pushed / self.stream.sample_rate
+
+    def observe_lag(self, lag_s: float, now: float) -> bool:
+        """Record an event's lag; whether the stream is newly lagging (or still lagging
+        and growing) and due a ``lagging`` notice (at most one per :data:`NOTICE_EVERY_S`)."""
+        growing = lag_s > self.lag_s
+        self.lag_s = lag_s
+        # A client sending faster than real time (a file) waits for the engine by design.
+        live = self.audio_s <= 1.2 * (now - self.started) + 1.0
+        if lag_s < LAGGING_S / 2 or not live:
+            self.lagging = False
+        elif lag_s > LAGGING_S:
+            self.lagging = True
+        if self.lagging and growing and now - self._noticed >= NOTICE_EVERY_S:
+            self._noticed = now
+            return True
+        return False
 
     async def push(self, samples: np.ndarray, max_backlog_s: float) -> None:
         """Push audio, first waiting (backpressure) while the stream's backlog is too long."""
@@ -109,10 +135,10 @@ class Session:
             while (
                 self.stream.pending_samples
                 and self.stream.pending_samples + len(piece) > limit
-                and self._runner.failure is None
+                and self.runner.failure is None
             ):
                 waited = True
-                await self._runner.until_stepped()
+                await self.runner.until_stepped()
             if waited:
                 self._metrics.backpressure.inc()
             self._push(piece)
@@ -129,9 +155,10 @@ class Session:
         if not len(samples):
             return
         self.stream.push(samples)
-        self.clock.pushed(self.stream.ring.end, time.monotonic())
+        self.pushed += len(samples)
+        self.clock.pushed(self.pushed, time.monotonic())
         self._metrics.audio_s.inc(len(samples) / self.stream.sample_rate)
-        self._runner.wake()
+        self.runner.wake()
 
     def status(self) -> dict:
         rate = self.stream.sample_rate
@@ -143,4 +170,16 @@ class Session:
             "backlog_s": round(self.stream.pending_samples / rate, 3),
             "enrolling": self.enrollment.name if self.enrollment else None,
             "dropped_s": round(self.dropped_samples / rate, 3),
+            "lag_s": round(self.lag_s, 3),
+            "lagging": self.lagging,
         }
+
+
+def disconnect_reason(close_code: int | None, close_reason: str | None) -> str:
+    """Why a stream ended with its connection (the log and ``stream_ended`` say it)."""
+    if close_code is None:
+        return "its connection was lost"
+    if close_code == 1011 and close_reason:
+        return f"its connection was closed ({close_reason})"
+    said = f": {close_reason}" if close_reason else ""
+    return f"its client disconnected (close code {close_code}{said})"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from streamer.evaluation.synth import conversation
 from streamer.worker import WorkerOptions
-from tests.server.conftest import SR, Client, daemon, run
+from tests.server.conftest import SR, Client, daemon, reference, run
 
 
 def test_keepalive_never_drops_a_client_paused_for_backpressure(make_engine, store_of):
@@ -28,3 +28,61 @@ def test_keepalive_never_drops_a_client_paused_for_backpressure(make_engine, sto
     assert ended["audio_s"] == round(len(audio) / SR, 3)
     assert not [m for _, m in client.received if m["type"] == "error"]
     assert client.ws.close_code == 1000
+
+
+def test_a_stream_beyond_the_capacity_is_refused_busy_and_the_admitted_go_on(make_engine, store_of):
+    """A hop of one frame makes every stream cost about 16 times the default: the daemon
+    measures it at start-up and holds only a few. The stream one past them is refused
+    with ``busy`` (1013) naming that capacity; the admitted streams lose nothing."""
+    store = store_of("alice", "bob")
+    audio, _ = conversation([("alice", 1.5), ("bob", 1.5)], gap_s=0.3, seed=62)
+
+    async def scenario():
+        engine = make_engine(options=WorkerOptions(hop_s=0.01))
+        async with daemon(engine, store) as server:
+            capacity = server.admission.capacity()
+            admitted = [await Client.open(server, stream=f"s{i}") for i in range(capacity)]
+            refused = await Client.connect(server)
+            await refused.send({"type": "hello", "role": "stream", "sample_rate": SR})
+            error = await refused.next()
+            await refused.ws.wait_closed()
+            ended = []
+            for client in admitted:
+                await client.send_audio(audio)
+                ended.append(await client.end())
+                await client.close()
+            return capacity, error, refused.ws.close_code, ended
+
+    capacity, error, close_code, ended = run(scenario(), timeout_s=300)
+    assert 1 <= capacity <= 40
+    assert error["code"] == "busy" and close_code == 1013
+    assert f"capacity of about {capacity} real-time streams" in error["message"]
+    assert [e["audio_s"] for e in ended] == [round(len(audio) / SR, 3)] * capacity
+
+
+def test_a_streams_events_are_the_same_on_one_and_two_workers(make_engine, store_of):
+    """Two engine worker processes: each stream lives on one of them, and its events are
+    exactly what the engine alone gives (the profiles reached both workers)."""
+    from streamer.pipeline import PipelineOptions
+    from streamer.server.workers import WorkerPool
+
+    store = store_of("alice", "bob", "carol")
+    talks = {"a": [("alice", 3.0), ("bob", 3.0)], "b": [("carol", 3.0), ("dave", 2.5)]}
+    audios = {k: conversation(t, gap_s=0.5, seed=63)[0] for k, t in talks.items()}
+
+    async def scenario():
+        async with daemon(WorkerPool(PipelineOptions(), 2, 0.05), store) as server:
+            clients = {k: await Client.open(server, stream=k, events=True) for k in audios}
+            homes = {s.runner.index for s in server.sessions.values()}
+            for k, client in clients.items():
+                await client.send_audio(audios[k], chunk=1600)
+            ended = {k: await c.end() for k, c in clients.items()}
+            for client in clients.values():
+                await client.close()
+            return clients, homes, ended
+
+    clients, homes, ended = run(scenario(), timeout_s=400)
+    assert homes == {0, 1}
+    for k, client in clients.items():
+        assert ended[k]["audio_s"] == round(len(audios[k]) / SR, 3)
+        assert client.events() == reference(make_engine, store, audios[k], k)
