@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -36,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 16_000
@@ -131,7 +133,17 @@ async def send_stream(
     url: str, stream_id: str, audio: np.ndarray, delay_s: float, sent: list, lags: list
 ):
     """Send ``audio`` in real time; ``sent`` gets (end sample, time handed to the socket)
-    per frame, ``lags`` how late this client was on its schedule."""
+    per frame, ``lags`` how late this client was on its schedule. Returns ``"ok"``, or
+    the error code of a refusal (``busy``: the daemon is at its capacity), or
+    ``"closed"`` if the connection was closed under it."""
+    try:
+        return await _send_stream(url, stream_id, audio, delay_s, sent, lags)
+    except ConnectionClosed as exc:
+        print(f"{stream_id}: the connection was closed ({exc})", file=sys.stderr)
+        return "closed"
+
+
+async def _send_stream(url, stream_id, audio, delay_s, sent, lags) -> str:
     async with connect(url) as ws:
         hello = {
             "type": "hello",
@@ -141,7 +153,9 @@ async def send_stream(
             "format": "int16",
         }
         await ws.send(json.dumps(hello))
-        assert json.loads(await ws.recv())["type"] == "ready"
+        reply = json.loads(await ws.recv())
+        if reply["type"] != "ready":
+            return reply.get("code", reply["type"])
         loop = asyncio.get_running_loop()
         start = loop.time() + delay_s
         for begin in range(0, len(audio), CHUNK):
@@ -154,6 +168,7 @@ async def send_stream(
         await ws.send(json.dumps({"type": "end"}))
         while json.loads(await ws.recv())["type"] != "ended":
             pass
+    return "ok"
 
 
 async def one_round(daemon: Daemon, audios: list[np.ndarray]) -> dict:
@@ -170,21 +185,22 @@ async def one_round(daemon: Daemon, audios: list[np.ndarray]) -> dict:
                 received.append((time.monotonic(), message))
                 if message["type"] == "stream_ended":
                     ended += 1
-                    if ended == len(audios):
-                        all_ended.set()
+                    all_ended.set()
 
         listening = asyncio.create_task(listen())
         busy_before = await daemon.metric("streamer_engine_cpu_seconds_total")
         started = time.monotonic()
         sent = {f"s{i}": [] for i in range(len(audios))}
         lags: list[float] = []
-        await asyncio.gather(
+        outcomes = await asyncio.gather(
             *(
                 send_stream(daemon.url, f"s{i}", audio, 0.5 * i / len(audios), sent[f"s{i}"], lags)
                 for i, audio in enumerate(audios)
             )
         )
-        await asyncio.wait_for(all_ended.wait(), 60)
+        admitted = sum(o == "ok" for o in outcomes)
+        with contextlib.suppress(asyncio.TimeoutError):  # refused streams never end
+            await asyncio.wait_for(until(lambda: ended >= admitted, all_ended), 60)
         wall = time.monotonic() - started
         busy = (await daemon.metric("streamer_engine_cpu_seconds_total") - busy_before) / wall
         listening.cancel()
@@ -198,10 +214,13 @@ async def one_round(daemon: Daemon, audios: list[np.ndarray]) -> dict:
             continue  # decided by the end of the stream, not by audio
         index = int(np.searchsorted([end for end, _ in frames], sample))
         latencies.append(received_at - frames[index][1])
-    latencies = np.array(latencies)
+    events = len(latencies)
+    latencies = np.array(latencies or [np.nan])
     return {
         "streams": len(audios),
-        "events": len(latencies),
+        "refused": sum(o not in ("ok", "closed") for o in outcomes),
+        "closed": outcomes.count("closed"),
+        "events": events,
         "p50_ms": round(1000 * float(np.percentile(latencies, 50)), 1),
         "p95_ms": round(1000 * float(np.percentile(latencies, 95)), 1),
         "max_ms": round(1000 * float(latencies.max()), 1),
@@ -209,6 +228,13 @@ async def one_round(daemon: Daemon, audios: list[np.ndarray]) -> dict:
         "sender_lag_p95_ms": round(1000 * float(np.percentile(lags, 95)), 1),
         "load_average_1min": round(os.getloadavg()[0], 2),
     }
+
+
+async def until(done, changed: asyncio.Event) -> None:
+    """Wait until ``done()``, looking again each time ``changed`` is set."""
+    while not done():
+        await changed.wait()
+        changed.clear()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,11 +264,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cpus = os.cpu_count()
     print(f"\nend-to-end event latency, real-time streams of {args.seconds:g} s, {cpus} CPUs")
-    print("| streams | events | p50 | p95 | max | engine CPU | sender lag p95 | load avg |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "| streams | refused busy | closed | events | p50 | p95 | max | engine CPU "
+        "| sender lag p95 | load avg |"
+    )
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results:
         print(
-            f"| {r['streams']} | {r['events']} | {r['p50_ms']:.0f} ms | {r['p95_ms']:.0f} ms "
+            f"| {r['streams']} | {r['refused']} | {r['closed']} | {r['events']} "
+            f"| {r['p50_ms']:.0f} ms | {r['p95_ms']:.0f} ms "
             f"| {r['max_ms']:.0f} ms | {100 * r['engine_cpu']:.0f} % "
             f"| {r['sender_lag_p95_ms']:.0f} ms | {r['load_average_1min']:.1f} |"
         )

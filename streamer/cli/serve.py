@@ -228,8 +228,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.mic is not None:
         rate = get_spec(args.model).sample_rate
         microphone = Microphone(args.mic or None, args.mic_rate, target_rate=rate)
-    engine = engines(args, store, options)
     setup_logging()
+    engine = engines(args, store, options)
     return asyncio.run(serve(engine, store, options, microphone, args.mic_stream or "mic"))
 
 
@@ -292,7 +292,7 @@ def engines(args: argparse.Namespace, store, options: ServerOptions):
         threads=args.threads,
         worker=worker,
     )
-    log.info("starting %d engine workers", count)
+    log.info("starting %d engine worker processes (each loads the model)", count)
     return WorkerPool(pipeline, count, options.batch_delay_s, gpus=gpus)
 
 

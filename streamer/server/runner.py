@@ -355,14 +355,15 @@ FULL_WINDOW_SHARE = 0.55
 5.0 s of 9.0 s; onset windows, the VAD and features are the rest)."""
 
 
-def stream_cost_s(engine: Engine, repeats: int = 3) -> float:
+def stream_cost_s(engine: Engine, repeats: int = 1, most_batch: int = 8) -> float:
     """Engine seconds one stream of continuous speech costs per second of audio, timed
-    here: a full batch of full windows through the encoder, scaled by the windows a
-    second holds and by :data:`FULL_WINDOW_SHARE`."""
+    here: a batch of full windows (at most ``most_batch``, so that it is quick; smaller
+    batches cost a little more per window, so the estimate errs low) through the
+    encoder, scaled by the windows a second holds and by :data:`FULL_WINDOW_SHARE`."""
     import numpy as np
 
     spec = engine.embedder.spec
-    batch = engine.options.max_batch
+    batch = min(engine.options.max_batch, most_batch)
     frames = np.random.default_rng(0).standard_normal(
         (batch, spec.window_frames, spec.frontend().n_features), dtype=np.float32
     )

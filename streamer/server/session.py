@@ -177,8 +177,8 @@ class Session:
 
 def disconnect_reason(close_code: int | None, close_reason: str | None) -> str:
     """Why a stream ended with its connection (the log and ``stream_ended`` say it)."""
-    if close_code is None:
-        return "its connection was lost"
+    if close_code in (None, 1006):
+        return "its client disconnected (the connection was lost, no close frame)"
     if close_code == 1011 and close_reason:
         return f"its connection was closed ({close_reason})"
     said = f": {close_reason}" if close_reason else ""

@@ -69,7 +69,8 @@ class Process:
 def test_serve_with_the_example_clients(store, audio):
     daemon = Process("-m", "streamer", "serve", "--port", "0", "--profiles", str(store))
     try:
-        port = int(daemon.wait_for(r"listening on ws://127\.0\.0\.1:(\d+)").group(1))
+        listening = daemon.wait_for(r"listening on ws://127\.0\.0\.1:(\d+)", timeout_s=180)
+        port = int(listening.group(1))  # its workers (one per core) load the model first
         url = f"ws://127.0.0.1:{port}/"
         watcher = Process("-m", "clients.subscribe", "--url", url)
         watcher.wait_for(r"^profiles: alice, bob$", "out")
