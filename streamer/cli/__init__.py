@@ -149,15 +149,11 @@ def check_readable(path: Path) -> None:
         raise AudioError(f"{path}: permission denied; check the file's permissions")
 
 
-def load_engine(args: argparse.Namespace, store=None, **options):
-    """Build the engine from the model options in ``args`` (``streamer.pipeline``).
+def pipeline_options(args: argparse.Namespace, **options):
+    """The :class:`~streamer.pipeline.PipelineOptions` of the model options in ``args``."""
+    from ..pipeline import PipelineOptions
 
-    ``options`` go to :class:`~streamer.pipeline.PipelineOptions` (e.g. ``worker=``).
-    With ``--backend auto`` it says on stderr which backend it picked.
-    """
-    from ..pipeline import PipelineOptions, build_engine
-
-    pipeline = PipelineOptions(
+    return PipelineOptions(
         model=args.model,
         weights=args.weights,
         backend=args.backend,
@@ -165,7 +161,17 @@ def load_engine(args: argparse.Namespace, store=None, **options):
         threads=args.threads,
         **options,
     )
-    engine = build_engine(pipeline, store)
+
+
+def load_engine(args: argparse.Namespace, store=None, **options):
+    """Build the engine from the model options in ``args`` (``streamer.pipeline``).
+
+    ``options`` go to :class:`~streamer.pipeline.PipelineOptions` (e.g. ``worker=``).
+    With ``--backend auto`` it says on stderr which backend it picked.
+    """
+    from ..pipeline import build_engine
+
+    engine = build_engine(pipeline_options(args, **options), store)
     if args.backend == "auto":
         print(f"streamer: backend: {engine.embedder.describe()} (auto)", file=sys.stderr)
     return engine

@@ -271,10 +271,9 @@ def engines(args: argparse.Namespace, store, options: ServerOptions):
     """The engine (one worker: in this process) or a pool of worker processes."""
     from dataclasses import replace
 
-    from ..pipeline import PipelineOptions
     from ..server.workers import WorkerPool, cuda_count, usable_cores
     from ..worker import WorkerOptions
-    from . import load_engine
+    from . import load_engine, pipeline_options
 
     gpus = cuda_count() if args.device == "cuda" else 0
     count = args.workers or gpus or usable_cores()
@@ -284,15 +283,7 @@ def engines(args: argparse.Namespace, store, options: ServerOptions):
     worker = WorkerOptions() if max_batch is None else replace(WorkerOptions(), max_batch=max_batch)
     if count == 1:
         return load_engine(args, store, worker=worker)
-    pipeline = PipelineOptions(
-        model=args.model,
-        weights=args.weights,
-        backend=args.backend,
-        device=args.device,
-        threads=args.threads,
-        worker=worker,
-    )
-    log.info("starting %d engine worker processes (each loads the model)", count)
+    pipeline = pipeline_options(args, worker=worker)
     return WorkerPool(pipeline, count, options.batch_delay_s, gpus=gpus)
 
 
@@ -315,11 +306,14 @@ async def serve(engine, store, options: ServerOptions, microphone, mic_stream: s
         loop.add_signal_handler(sig, server.stop)
     names = ", ".join(server.status()["profiles"]) or f"none yet in {store.path}"
     log.info(
-        "listening on ws://%s:%d (model %s, profiles: %s; GET /healthz, /metrics); Ctrl-C stops",
+        "listening on ws://%s:%d (model %s, profiles: %s; %d engine worker(s), capacity about "
+        "%d real-time streams; GET /healthz, /metrics); Ctrl-C stops",
         options.host,
         server.port,
         server.model,
         names,
+        len(server.runners),
+        server.admission.capacity(),
     )
     try:
         await server.wait()
