@@ -40,7 +40,9 @@ def rss_mb(pid: int) -> float:
 async def send_stream(url: str, stream_id: str, audio: np.ndarray, seconds: float, speed: float):
     """Send ``seconds`` of ``audio`` (looped) at ``speed``x; returns what came back."""
     counts = {"events": 0, "speech_start": 0, "speech_end": 0, "dropped": 0}
-    async with connect(url, max_size=2**22) as ws:
+    # No client pings: a client paused by backpressure would wait for its own pong
+    # behind the audio the daemon has not read yet; the daemon keeps the connection alive.
+    async with connect(url, max_size=2**22, ping_interval=None) as ws:
         hello = {"type": "hello", "role": "stream", "stream": stream_id, "sample_rate": SR}
         await ws.send(json.dumps({**hello, "format": "int16", "events": True}))
         assert json.loads(await ws.recv())["type"] == "ready"
