@@ -244,7 +244,8 @@ def tracking_table(args: argparse.Namespace) -> tuple[Table, dict]:
     for column in columns:
         table.add_column(column, justify="left" if column == "option" else "right")
     figures = {}
-    for name, (options, int8) in VARIANTS.items():
+    for name in args.variants:
+        options, int8 = VARIANTS[name]
         engine = build_engine(PipelineOptions(worker=WorkerOptions(step_s=FILE_BATCH_S, **options)))
         if int8:
             engine.embedder.module.lstm = LayeredLSTM(engine.embedder.module.lstm)
@@ -293,6 +294,14 @@ def main(argv=None) -> int:
     add_condition_arguments(parser)
     parser.add_argument("--json", type=Path, help="also write the tracking figures here")
     parser.add_argument("--skip-int8-table", action="store_true")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        default=list(VARIANTS),
+        metavar="NAME",
+        help=f"tracking rows to run (default: all of {', '.join(map(repr, VARIANTS))})",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if not args.skip_int8_table:
