@@ -28,6 +28,9 @@ from streamer.vad import SileroVAD
 from streamer.worker import Engine, drive
 
 torch.set_num_threads(1)
+# The Ray tests' cluster stays on loopback: without this Ray binds its nodes to the host's
+# network address. Ray reads it when first imported, so it is set before any test imports it.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 ENROLLED = ("alice", "bob", "carol")
 

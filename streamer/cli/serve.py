@@ -237,6 +237,10 @@ def serve_on_ray(args: argparse.Namespace, options: ServerOptions, store) -> int
     """``--ray``: deploy on a Ray cluster (``streamer.ray``) and serve until Ctrl-C."""
     if args.mic is not None:
         raise ConfigError("--mic and --ray do not go together: a cluster has no microphone")
+    if not args.ray:
+        # A local instance stays on loopback: Ray would otherwise bind its nodes to the
+        # host's network address (it reads this variable when it is first imported).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         from ..ray.deploy import ClusterOptions, serve_cluster
         from ..ray.replica import ReplicaOptions

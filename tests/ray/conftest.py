@@ -75,6 +75,8 @@ def proxy(tmp_path_factory, voice_profiles):
     cluster = start_cluster()
     try:
         ray.init(address=cluster.address, namespace=NAMESPACE, log_to_driver=False)
+        addresses = {node["NodeManagerAddress"] for node in ray.nodes()}
+        assert addresses == {"127.0.0.1"}, f"the test cluster left loopback: {addresses}"
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
         replica = ReplicaOptions(PipelineOptions(backend="torch"), ServerOptions(), str(store.path))
