@@ -4,7 +4,8 @@ The protocol is documented in ``docs/protocol.md``. The package, by concern:
 
 =================  ==========================================================
 ``options.py``     where it listens, the token, origins, limits (units in names)
-``app.py``         :class:`Server`: life cycle, streams, profiles, enrollment, HTTP
+``app.py``         :class:`Server`: life cycle, streams, profiles, enrollment
+``http.py``        plain HTTP on the same port: the web page, /healthz, /metrics
 ``connection.py``  one client: hello, audio frames, requests, errors, timeouts
 ``session.py``     one open stream: backpressure, arrival times, its enrollment
 ``runner.py``      the engine in its own thread; jobs and live-enrollment taps

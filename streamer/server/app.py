@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import http
 import itertools
-import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import ServerConnection, serve
-from websockets.http11 import Request, Response
+from websockets.asyncio.server import serve
+from websockets.http11 import Request
 
 from ..enroll import Collector, EnrollOptions, enroll_collected
 from ..enroll import promote as save_voice
@@ -38,8 +36,9 @@ from ..sources.websocket import AudioFormat, FrameDecoder
 from ..worker import Engine
 from .admission import Admission
 from .connection import Connection, Refusals
+from .http import HttpRoutes
 from .hub import Hub, StreamState
-from .metrics import CONTENT_TYPE_LATEST, Metrics, TimedEmbedder
+from .metrics import Metrics, TimedEmbedder
 from .options import ServerOptions
 from .protocol import (
     PROTOCOL_VERSION,
@@ -144,8 +143,7 @@ class Server:
             self.connect,
             self.options.host,
             self.options.port,
-            origins=[None, *self.options.allowed_origins],
-            process_request=self._http,
+            process_request=HttpRoutes(self),  # also checks the Origin of handshakes
             compression=None,
             max_size=4 * limits.max_frame_bytes,
             ping_interval=None,  # each Connection runs its own keepalive (keepalive.py)
@@ -228,7 +226,7 @@ class Server:
         if not task.cancelled() and task.exception() is not None:
             log.error("background task failed", exc_info=task.exception())
 
-    # HTTP: /healthz, /metrics
+    # Tokens, /healthz and /metrics (served by http.py; by the Ray replicas too)
 
     def token_ok(self, given: str | None) -> bool:
         return token_matches(self.options.token, given)
@@ -250,28 +248,6 @@ class Server:
             "connections": len(self.connections),
             "uptime_s": round(time.monotonic() - self.started, 1),
         }
-
-    def _http(self, connection: ServerConnection, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
-        if path == "/healthz":
-            body = self.health()
-            healthy = body["status"] == "ok"
-            status = http.HTTPStatus.OK if healthy else http.HTTPStatus.SERVICE_UNAVAILABLE
-            return _respond(connection, status, json.dumps(body) + "\n", "application/json")
-        if path == "/metrics":
-            if not self.token_ok(self.request_token(request)):
-                return connection.respond(
-                    http.HTTPStatus.UNAUTHORIZED,
-                    "send the token: Authorization: Bearer TOKEN, or /metrics?token=TOKEN\n",
-                )
-            body = self.exposition().decode()
-            return _respond(connection, http.HTTPStatus.OK, body, CONTENT_TYPE_LATEST)
-        if path != "/":
-            return connection.respond(
-                http.HTTPStatus.NOT_FOUND,
-                "not found: the websocket endpoint is /; also GET /healthz and /metrics\n",
-            )
-        return None  # the websocket handshake
 
     # Events from the engine's thread
 
@@ -593,9 +569,3 @@ def _version() -> str:
     except metadata.PackageNotFoundError:
         return "unknown"
 
-
-def _respond(connection: ServerConnection, status, body: str, content_type: str) -> Response:
-    response = connection.respond(status, body)
-    del response.headers["Content-Type"]
-    response.headers["Content-Type"] = content_type
-    return response
