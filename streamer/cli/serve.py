@@ -49,8 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "Listen for websocket clients that stream audio and clients that subscribe to "
             "the events (docs/protocol.md); optionally track the local microphone too. "
             f"Listens on {DEFAULT_HOST}:{DEFAULT_PORT} (this machine only) by default; any "
-            "other address needs --token. GET /healthz and /metrics (Prometheus) on the "
-            "same port. Ctrl-C stops it."
+            "other address needs --token. A browser opening http://HOST:PORT/ gets a live "
+            "page; GET /healthz and /metrics (Prometheus) on the same port. Ctrl-C stops it."
         ),
     )
     parser.add_argument(
@@ -293,6 +293,7 @@ def engines(args: argparse.Namespace, store, options: ServerOptions):
 
 async def serve(engine, store, options: ServerOptions, microphone, mic_stream: str) -> int:
     from ..server import Server
+    from ..server.http import page_url
 
     server = Server(engine, store, options, microphone=microphone, mic_stream=mic_stream)
     try:
@@ -319,6 +320,8 @@ async def serve(engine, store, options: ServerOptions, microphone, mic_stream: s
         len(server.runners),
         server.admission.capacity(),
     )
+    page = page_url(options.host, server.port, options.token)
+    log.info("open %s in a browser: the live page", page)
     try:
         await server.wait()
     finally:

@@ -71,6 +71,7 @@ def test_serve_with_the_example_clients(store, audio):
     try:
         listening = daemon.wait_for(r"listening on ws://127\.0\.0\.1:(\d+)", timeout_s=180)
         port = int(listening.group(1))  # its workers (one per core) load the model first
+        daemon.wait_for(rf"open http://127\.0\.0\.1:{port}/ in a browser")
         url = f"ws://127.0.0.1:{port}/"
         watcher = Process("-m", "clients.subscribe", "--url", url)
         watcher.wait_for(r"^profiles: alice, bob$", "out")
