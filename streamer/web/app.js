@@ -24,6 +24,7 @@ const NAME = /^[A-Za-z0-9 ._-]{1,64}$/;
 // The streams the page knows: id -> {info, view, timeline, card, watched}
 const streams = new Map();
 const unnamed = new Map(); // "stream\nlabel" -> {stream, label}
+const named = new Set(); // "stream\nlabel" of voices promoted (late events may still say so)
 let profiles = [];
 let ownId = newStreamId();
 
@@ -250,7 +251,7 @@ function onEvent(event) {
   entry.view.add(event);
   if (isVoice(event.label)) {
     const key = `${event.stream}\n${event.label}`;
-    if (!unnamed.has(key)) {
+    if (!unnamed.has(key) && !named.has(key)) {
       unnamed.set(key, { stream: event.stream, label: event.label });
       renderUnnamed();
     }
@@ -373,6 +374,7 @@ function promote(stream, label) {
       passColour(label, name, stream); // before the profiles notice that lists it
       const answer = await control.request({ type: "promote", stream, label, name });
       if (!answer.saved) throw new Error(answer.feedback.map(feedbackText).join(" "));
+      named.add(`${stream}\n${label}`);
       unnamed.delete(`${stream}\n${label}`);
       renderUnnamed();
       toast(`${label} is now ${name}.`, "ok");
@@ -686,7 +688,7 @@ const control = new Link(endpoint, () => withToken({ type: "hello", role: "subsc
       case "status":
         for (const s of message.streams) {
           const entry = streams.get(s.stream);
-          if (entry && s.stream !== ownId) entry.view.advance(s.processed_s);
+          if (entry) entry.view.advance(s.processed_s);
         }
         break;
     }
@@ -729,7 +731,7 @@ function start() {
   control.open();
   setInterval(() => {
     if (control.ready) control.request({ type: "status" }).catch(() => {});
-  }, 2000);
+  }, 1000);
   renderProfiles();
   renderUnnamed();
   renderPicker();

@@ -80,7 +80,7 @@ export class StreamView {
     this.segments = []; // {start, end, label}
     this.region = null; // start of the open speech region
     this.current = null; // {start, label, score}: the open segment's latest speaker event
-    this.heard = 0; // the latest stream time an event was decided at
+    this.heard = 0; // the latest stream time the daemon decided or processed
     this.headAt = performance.now(); // when `heard` was learnt
     this.ended = false;
   }
@@ -212,14 +212,17 @@ export class Timeline {
       g.fill();
     };
     if (view.region !== null) {
-      // Speech whose voice is still being decided: a dim band.
+      // Speech whose voice is still being decided, or not yet processed: a dim band.
       const start = view.current ? Math.min(view.region, view.current.start) : view.region;
       paint(start, now, "#3a4363");
     }
     for (const seg of view.segments) {
       if (seg.end >= from) paint(seg.start, seg.end, colourOf(seg.label, view.id));
     }
-    if (view.current) paint(view.current.start, now, colourOf(view.current.label, view.id));
+    // The open segment, as far as the daemon has processed; audio it has not yet
+    // processed (a backlog) stays dim.
+    const known = view.clock ? Math.min(now, view.heard) : now;
+    if (view.current) paint(view.current.start, known, colourOf(view.current.label, view.id));
     // "Now", at the right edge.
     g.fillStyle = "#e8ebf5";
     g.fillRect(width - 2, top, 2, band);
