@@ -1,7 +1,7 @@
 """The daemon's options: where it listens, who may talk to it, and what each client may do.
 
 Safe by default: it listens on 127.0.0.1 only, refuses browser pages (any ``Origin``
-header) unless their origin is allowed, and binding to any other address needs a token.
+header) other than its own page's unless their origin is allowed, and binding to any other address needs a token.
 Every limit below has a unit in its name and is enforced where it says.
 """
 
@@ -111,9 +111,10 @@ class ServerOptions:
         token: shared secret clients must present (hello ``token`` field, ``?token=`` in
             the URL, or an ``Authorization: Bearer`` header); ``/metrics`` asks for it too.
         allowed_origins: browser origins (``https://app.example``) allowed to connect.
-            Clients that send no ``Origin`` (programs, not browsers) are always allowed;
-            a browser page from any other origin is refused (403), so a web page cannot
-            reach a daemon on localhost behind the user's back.
+            Clients that send no ``Origin`` (programs, not browsers) are always allowed,
+            and so is the daemon's own page (:mod:`streamer.server.http`); a browser page
+            from any other origin is refused (403), so a web page cannot reach a daemon
+            on localhost behind the user's back.
         limits: see :class:`ServerLimits`.
         batch_delay_s: with two streams or more, the least time between two steps of the
             engine. The audio of all streams that arrives within it is processed in one
