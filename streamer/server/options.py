@@ -1,7 +1,8 @@
 """The daemon's options: where it listens, who may talk to it, and what each client may do.
 
 Safe by default: it listens on 127.0.0.1 only, refuses browser pages (any ``Origin``
-header) other than its own page's unless their origin is allowed, and binding to any other address needs a token.
+header) but its own page unless their origin is allowed, and binding to any other
+address needs a token.
 Every limit below has a unit in its name and is enforced where it says.
 """
 
