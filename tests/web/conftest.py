@@ -127,8 +127,10 @@ def _chromium_problem() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_driver():
+    """Playwright's driver, for one test file: while it runs, its event loop is this
+    thread's, so other files' ``asyncio.run`` could not start."""
     problem = _chromium_problem()
     if problem:
         pytest.skip(problem)
