@@ -19,8 +19,9 @@ first second, by clients in a separate process. Each stream asks for its own eve
 the lag of an event is when it arrived minus when the frame holding its decisive
 sample (``emitted_at``) was sent. Events decided by a stream's end are left out.
 
-Also: the daemon's memory (resident set of its process and its workers) idle and per
-extra stream (at the largest N held), and the capacity the daemon itself estimated at
+Each daemon first gets one uncounted round of ``--start`` streams (warming up: the
+encoder's first batches of each shape are slow). Also: the daemon's memory (resident
+set of its process and its workers) idle and per extra stream (at the largest N held), and the capacity the daemon itself estimated at
 start-up (``/healthz``). The machine's load average is printed: on a shared machine the
 figures drop with other programs' load; the ratios, taken in one run, hold better.
 """
@@ -264,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 time.sleep(2.0)
                 idle_mb, estimate = daemon.rss_mb(), daemon.health().get("capacity")
+                # Not counted: the engines' first batches of each shape are slow (oneDNN
+                # builds its kernels), which is start-up, not capacity.
+                one_round(daemon, audios[: args.start], args.max_lag_s, args.client_processes)
                 log = lambda r, name=name: print(name, json.dumps(r), file=sys.stderr)  # noqa: E731
                 held, best, rounds = largest_held(
                     daemon,
