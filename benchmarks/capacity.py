@@ -20,10 +20,11 @@ the lag of an event is when it arrived minus when the frame holding its decisive
 sample (``emitted_at``) was sent. Events decided by a stream's end are left out.
 
 Each daemon first gets one uncounted round of ``--start`` streams (warming up: the
-encoder's first batches of each shape are slow). Also: the daemon's memory (resident
-set of its process and its workers) idle and per extra stream (at the largest N held),
-and the capacity the daemon itself estimated at start-up (``/healthz``). The machine's load average is printed: on a shared machine the
-figures drop with other programs' load; the ratios, taken in one run, hold better.
+encoder's first batches of each shape are slow). Also: the daemon's memory (resident set
+of its process and its workers) idle and per extra stream (at the largest N held), and
+the capacity the daemon itself estimated at start-up (``/healthz``). The machine's load
+average is printed: on a shared machine the figures drop with other programs' load; the
+ratios, taken in one run, hold better.
 """
 
 from __future__ import annotations
