@@ -34,11 +34,15 @@ class SessionOptions:
 
     Attributes:
         gain_db: Level change of the voice.
-        rt60_s: Reverberation time of the room.
+        rt60_s: Reverberation time of the room: a share ``long_rt60_share`` is drawn
+            from ``long_rt60_s``, the rest from ``rt60_s``.
+        reverb_share: Share of sessions in a room at all (the others are dry, as with a
+            headset).
         telephone_share: Share of sessions with a 200-300 Hz to 3.4-3.8 kHz band limit;
             the others get a gentle tilt (high shelf of ``tilt_db``) and a mild band limit.
         tilt_db: Gain of the high shelf of the other microphones.
-        snr_db: Noise of a conversation, against its speech (reference speech frames).
+        snr_db: Noise of a conversation, against its speech (reference speech frames);
+            a share ``low_snr_share`` is drawn from ``low_snr_db`` instead.
         enroll_snr_db: Noise of an enrollment clip recorded in another session (people
             enroll in a quiet moment).
         babble_share: Share of conversation noise that is babble of other speakers; the
@@ -50,19 +54,26 @@ class SessionOptions:
     """
 
     gain_db: tuple[float, float] = (-12.0, 6.0)
-    rt60_s: tuple[float, float] = (0.2, 0.8)
-    telephone_share: float = 0.3
+    rt60_s: tuple[float, float] = (0.2, 0.5)
+    long_rt60_s: tuple[float, float] = (0.5, 0.8)
+    long_rt60_share: float = 0.2
+    reverb_share: float = 0.6
+    telephone_share: float = 0.15
     tilt_db: tuple[float, float] = (-6.0, 6.0)
-    snr_db: tuple[float, float] = (10.0, 30.0)
+    snr_db: tuple[float, float] = (15.0, 30.0)
+    low_snr_db: tuple[float, float] = (10.0, 15.0)
+    low_snr_share: float = 0.2
     enroll_snr_db: tuple[float, float] = (20.0, 35.0)
     babble_share: float = 0.5
     babble_voices: int = 4
     reverse_share: float = 0.25
 
     def __post_init__(self) -> None:
-        ranges = ("gain_db", "rt60_s", "tilt_db", "snr_db", "enroll_snr_db")
+        ranges = ("gain_db", "rt60_s", "long_rt60_s", "tilt_db", "snr_db", "low_snr_db")
+        ranges += ("enroll_snr_db",)
         bad = [name for name in ranges if getattr(self, name)[0] > getattr(self, name)[1]]
-        shares = ("telephone_share", "babble_share", "reverse_share")
+        shares = ("telephone_share", "babble_share", "reverse_share", "reverb_share")
+        shares += ("long_rt60_share", "low_snr_share")
         bad += [name for name in shares if not 0.0 <= getattr(self, name) <= 1.0]
         if self.rt60_s[0] <= 0:
             bad.append("rt60_s")
@@ -116,7 +127,8 @@ class Session:
 
     gain_db: float
     microphone: Microphone
-    room: Room
+    room: Room | None
+    """``None``: a dry session (no room)."""
 
     def apply(self, audio: np.ndarray, sample_rate: int, rir: np.ndarray | None = None):
         """The clip through the room, the microphone and the level; float32, as long as
@@ -126,15 +138,20 @@ class Session:
 
         if rir is None:
             rir = self.impulse_response(sample_rate)
-        wet = oaconvolve(np.asarray(audio, np.float32), rir).astype(np.float32)
+        wet = np.asarray(audio, np.float32)
+        if rir is not None:
+            wet = oaconvolve(wet, rir).astype(np.float32)
         wet = filter_microphone(wet, sample_rate, self.microphone)
         return wet * np.float32(10 ** (self.gain_db / 20))
 
     def impulse_response(self, sample_rate: int) -> np.ndarray:
-        """The room's impulse response from the direct sound on, of unit energy."""
+        """The room's impulse response from the direct sound on, of unit energy; ``None``
+        for a dry session."""
         import pyroomacoustics as pra
 
         room = self.room
+        if room is None:
+            return None
         absorption, order = pra.inverse_sabine(room.rt60_s, list(room.size_m))
         shoebox = pra.ShoeBox(
             list(room.size_m),
@@ -189,7 +206,9 @@ def draw_session(rng: np.random.Generator, options: SessionOptions) -> Session:
     size = tuple(float(rng.uniform(lo, hi)) for lo, hi in _ROOM_M)
     source = tuple(float(rng.uniform(_WALL_GAP_M, side - _WALL_GAP_M)) for side in size)
     mic_m = _mic_position(rng, size, source)
-    room = Room(float(rng.uniform(*options.rt60_s)), size, source, mic_m)
+    long = rng.random() < options.long_rt60_share
+    rt60_s = float(rng.uniform(*(options.long_rt60_s if long else options.rt60_s)))
+    room = Room(rt60_s, size, source, mic_m) if rng.random() < options.reverb_share else None
     return Session(float(rng.uniform(*options.gain_db)), mic, room)
 
 
@@ -197,7 +216,9 @@ def draw_noise(
     rng: np.random.Generator, options: SessionOptions, *, enrollment: bool = False
 ) -> Noise:
     """Noise of a conversation (colour or babble) or of an enrollment clip (colour)."""
-    snr = float(rng.uniform(*(options.enroll_snr_db if enrollment else options.snr_db)))
+    low = rng.random() < options.low_snr_share
+    snr_range = options.low_snr_db if low else options.snr_db
+    snr = float(rng.uniform(*(options.enroll_snr_db if enrollment else snr_range)))
     seed = int(rng.integers(2**31))
     if not enrollment and rng.random() < options.babble_share:
         return Noise("babble", snr, seed=seed)

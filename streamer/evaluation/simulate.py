@@ -385,7 +385,8 @@ def describe(session: Session) -> str:
     mic = session.microphone
     band = f"{mic.low_hz:.0f}-{mic.high_hz:.0f} Hz"
     kind = f"telephone {band}" if mic.telephone else f"{band}, tilt {mic.shelf_db:+.0f} dB"
-    return f"{kind}, RT60 {session.room.rt60_s:.2f} s, {session.gain_db:+.0f} dB"
+    room = "dry" if session.room is None else f"RT60 {session.room.rt60_s:.2f} s"
+    return f"{kind}, {room}, {session.gain_db:+.0f} dB"
 
 
 def simulate_from_folder(
