@@ -96,6 +96,7 @@ class WorkerProcess:
         self.index = index
         self.spec = spec
         self.failure: BaseException | None = None
+        self.stopping = False  # a worker told to stop closes its pipe: no failure
         self.load = Load()
         self.stepped = asyncio.Event()
         self.streams: dict[str, RemoteStream] = {}
@@ -134,6 +135,7 @@ class WorkerProcess:
     async def stop(self) -> None:
         if self.process.pid is None:  # never started
             return
+        self.stopping = True
         if self.process.is_alive():
             with contextlib.suppress(StreamerError, asyncio.TimeoutError, OSError, EOFError):
                 await asyncio.wait_for(self._job("stop"), 30)
@@ -210,7 +212,7 @@ class WorkerProcess:
             while True:
                 self._loop.call_soon_threadsafe(self._handle, self._conn.recv())
         except (EOFError, OSError) as exc:
-            if self.failure is None and not self._conn.closed:
+            if self.failure is None and not self.stopping and not self._conn.closed:
                 self._loop.call_soon_threadsafe(self._fail, exc)
         except RuntimeError:  # the loop has closed
             pass
