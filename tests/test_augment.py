@@ -112,11 +112,11 @@ def test_sessions_are_drawn_within_the_ranges_and_from_the_seed():
     assert sessions[7] == draw_session(np.random.default_rng([4, 7]), options)
     assert all(-12.0 <= s.gain_db <= 6.0 for s in sessions)
     rooms = [s for s in sessions if s.room is not None]
-    assert 0.5 < len(rooms) / len(sessions) < 0.7  # the others are dry
+    assert 0.3 < len(rooms) / len(sessions) < 0.5  # the others are dry
     assert all(0.2 <= s.room.rt60_s <= 0.8 for s in rooms)
-    assert 0.1 < np.mean([s.room.rt60_s > 0.5 for s in rooms]) < 0.3  # a tail to 0.8 s
+    assert 0.05 < np.mean([s.room.rt60_s > 0.4 for s in rooms]) < 0.3  # a tail to 0.8 s
     phones = [s for s in sessions if s.microphone.telephone]
-    assert 0.08 < len(phones) / len(sessions) < 0.22
+    assert 0.04 < len(phones) / len(sessions) < 0.17
     assert all(s.microphone.low_hz >= 200 and s.microphone.high_hz <= 3800 for s in phones)
     for s in rooms:
         distance = np.linalg.norm(np.subtract(s.room.source_m, s.room.mic_m))
@@ -124,7 +124,7 @@ def test_sessions_are_drawn_within_the_ranges_and_from_the_seed():
         assert inside and distance <= 1.2 + 1e-9
     noises = [draw_noise(np.random.default_rng(i), options) for i in range(200)]
     assert all(10.0 <= n.snr_db <= 30.0 for n in noises)
-    assert 0.1 < np.mean([n.snr_db < 15.0 for n in noises]) < 0.3  # mostly 15-30 dB
+    assert 0.04 < np.mean([n.snr_db < 15.0 for n in noises]) < 0.2  # mostly 15-30 dB
     assert {n.kind for n in noises} == {"colour", "babble"}
     quiet = [draw_noise(np.random.default_rng(i), options, enrollment=True) for i in range(50)]
     assert all(n.kind == "colour" and n.snr_db >= 20.0 for n in quiet)

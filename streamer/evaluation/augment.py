@@ -54,15 +54,15 @@ class SessionOptions:
     """
 
     gain_db: tuple[float, float] = (-12.0, 6.0)
-    rt60_s: tuple[float, float] = (0.2, 0.5)
-    long_rt60_s: tuple[float, float] = (0.5, 0.8)
-    long_rt60_share: float = 0.2
-    reverb_share: float = 0.6
-    telephone_share: float = 0.15
+    rt60_s: tuple[float, float] = (0.2, 0.4)
+    long_rt60_s: tuple[float, float] = (0.4, 0.8)
+    long_rt60_share: float = 0.15
+    reverb_share: float = 0.4
+    telephone_share: float = 0.1
     tilt_db: tuple[float, float] = (-6.0, 6.0)
     snr_db: tuple[float, float] = (15.0, 30.0)
     low_snr_db: tuple[float, float] = (10.0, 15.0)
-    low_snr_share: float = 0.2
+    low_snr_share: float = 0.1
     enroll_snr_db: tuple[float, float] = (20.0, 35.0)
     babble_share: float = 0.5
     babble_voices: int = 4
