@@ -77,10 +77,20 @@ def test_a_profile_of_another_model_is_not_extended(cli, audio, store):
     )
 
 
-@pytest.mark.parametrize("name", ["../x", "a/b", "unknown", ".hidden", ""])
-def test_unsafe_names_fail_before_the_model_loads(cli, audio, tmp_path, no_model, name):
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("../x", "invalid profile name"),
+        ("a/b", "invalid profile name"),
+        (".hidden", "invalid profile name"),
+        ("", "invalid profile name"),
+        ("unknown", "is reserved"),
+        ("speaker-3", "is reserved"),
+    ],
+)
+def test_unsafe_names_fail_before_the_model_loads(cli, audio, tmp_path, no_model, name, message):
     result = cli("enroll", name, audio["alice.wav"], "--profiles", tmp_path / "store")
-    assert "invalid profile name" in result.error
+    assert message in result.error
     assert list(tmp_path.iterdir()) == []
 
 
