@@ -34,15 +34,13 @@ import asyncio
 import json
 import multiprocessing
 import os
-import re
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
+from report import ServedDaemon
 
 ROOT = Path(__file__).resolve().parents[1]
 SR = 16_000
@@ -141,25 +139,12 @@ def clients_main(url: str, audios: dict[int, np.ndarray], count: int, start: flo
 # The daemon
 
 
-class Daemon:
+class Daemon(ServedDaemon):
     def __init__(self, store: Path, args: list[str]) -> None:
-        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-        command = [sys.executable, "-m", "streamer", "serve", "--port", "0"]
-        command += ["--profiles", str(store), "--admission", "off"]
-        command += ["--max-streams", "10000", "--max-connections", "10000", *args]
-        self.process = subprocess.Popen(
-            command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True
+        super().__init__(
+            ["--profiles", str(store), "--admission", "off", "--max-streams", "10000"]
+            + ["--max-connections", "10000", *args]
         )
-        for line in self.process.stderr:
-            match = re.search(r"listening on ws://127\.0\.0\.1:(\d+)", line)
-            if match:
-                self.port = int(match.group(1))
-                break
-        else:
-            raise SystemExit(f"the daemon did not start (exit code {self.process.wait()})")
-        self.log: list[str] = []
-        threading.Thread(target=self.log.extend, args=(self.process.stderr,), daemon=True).start()
-        self.url = f"ws://127.0.0.1:{self.port}/"
 
     def rss_mb(self) -> float:
         """Resident memory of the daemon and its worker processes."""

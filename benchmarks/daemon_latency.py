@@ -27,15 +27,13 @@ import asyncio
 import contextlib
 import json
 import os
-import re
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
+from report import ServedDaemon
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -79,40 +77,12 @@ def conversations(count: int, seconds: float) -> list[np.ndarray]:
     return out
 
 
-class Daemon:
+class Daemon(ServedDaemon):
     def __init__(self, store: Path, streams: int, extra: list[str]) -> None:
-        env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamer",
-                "serve",
-                "--port",
-                "0",
-                "--profiles",
-                str(store),
-                "--max-streams",
-                str(max(64, streams)),
-                "--max-connections",
-                str(streams + 16),
-                *extra,
-            ],
-            cwd=ROOT,
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
+        super().__init__(
+            ["--profiles", str(store), "--max-streams", str(max(64, streams))]
+            + ["--max-connections", str(streams + 16), *extra]
         )
-        for line in self.process.stderr:
-            match = re.search(r"listening on ws://127\.0\.0\.1:(\d+)", line)
-            if match:
-                self.port = int(match.group(1))
-                break
-        else:
-            raise SystemExit(f"the daemon did not start (exit code {self.process.wait()})")
-        self.log: list[str] = []  # read on, so the daemon never blocks on a full pipe
-        threading.Thread(target=self.log.extend, args=(self.process.stderr,), daemon=True).start()
-        self.url = f"ws://127.0.0.1:{self.port}/"
 
     async def metric(self, name: str) -> float:
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)

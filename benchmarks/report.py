@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 from rich.console import Console
@@ -38,3 +43,27 @@ def add_condition_arguments(parser: argparse.ArgumentParser) -> None:
 def condition_title(args: argparse.Namespace) -> str:
     condition = "clean" if args.clean else "mismatched"
     return f"{condition}, {args.speakers} speakers, seed {args.seed}"
+
+
+class ServedDaemon:
+    """``streamer serve --port 0 ARGS`` of this checkout in a process of its own: ``port``
+    and ``url`` once it listens; its log lines are read on (into ``log``), so the daemon
+    never blocks on a full pipe."""
+
+    def __init__(self, args: list[str]) -> None:
+        root = Path(__file__).resolve().parent.parent
+        env = dict(os.environ, PYTHONPATH=str(root), PYTHONUNBUFFERED="1")
+        command = [sys.executable, "-m", "streamer", "serve", "--port", "0", *args]
+        self.process = subprocess.Popen(
+            command, cwd=root, env=env, stderr=subprocess.PIPE, text=True
+        )
+        for line in self.process.stderr:
+            match = re.search(r"listening on ws://127\.0\.0\.1:(\d+)", line)
+            if match:
+                self.port = int(match.group(1))
+                break
+        else:
+            raise SystemExit(f"the daemon did not start (exit code {self.process.wait()})")
+        self.log: list[str] = []
+        threading.Thread(target=self.log.extend, args=(self.process.stderr,), daemon=True).start()
+        self.url = f"ws://127.0.0.1:{self.port}/"
