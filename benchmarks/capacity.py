@@ -143,7 +143,8 @@ class Daemon(ServedDaemon):
     def __init__(self, store: Path, args: list[str]) -> None:
         super().__init__(
             ["--profiles", str(store), "--admission", "off", "--max-streams", "10000"]
-            + ["--max-connections", "10000", *args]
+            + ["--max-connections", "10000", "--max-pending-connections", "10000"]
+            + ["--max-pending-per-address", "10000", *args]
         )
 
     def rss_mb(self) -> float:

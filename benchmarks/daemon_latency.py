@@ -81,7 +81,8 @@ class Daemon(ServedDaemon):
     def __init__(self, store: Path, streams: int, extra: list[str]) -> None:
         super().__init__(
             ["--profiles", str(store), "--max-streams", str(max(64, streams))]
-            + ["--max-connections", str(streams + 16), *extra]
+            + ["--max-connections", str(streams + 16)]
+            + ["--max-pending-per-address", str(streams + 16), *extra]
         )
 
     async def metric(self, name: str) -> float:

@@ -1,17 +1,22 @@
 """Admission control: the daemon takes a new stream only while it has the headroom for it.
 
 The capacity starts from a measurement made at start-up (each engine times a full
-encoder batch: :func:`~streamer.server.runner.stream_cost_s`) and, once streams run,
-follows what they really cost: an engine with ``n`` streams using a share ``u`` of its
-core holds about ``n * TARGET_UTILISATION / u``. A new stream is refused with ``busy``
-(close 1013) once the streams open reach that, or while any stream is lagging (its
-events come later than :data:`LAGGING_S` after its audio: the machine does not give the
-engines the time they need) — before the admitted streams fall behind.
+encoder batch: :func:`~streamer.server.runner.stream_cost_s`, which errs low) and, once
+streams run, follows what they really cost: an engine whose ``n`` settled streams (open
+for the whole span its load is measured over) use a share ``u`` of its core holds about
+``n * TARGET_UTILISATION / u``. Streams newer than that span add load ``u`` has not yet
+fully seen, so they count for nothing in ``n``: a burst of new streams is admitted at
+the start-up estimate and the rest once their cost has been measured. A new stream is
+refused with ``busy`` (close 1013) once the streams open reach that, or while any
+stream is lagging (its events come later than :data:`LAGGING_S` after its audio: the
+machine does not give the engines the time they need) — before the admitted streams
+fall behind.
 """
 
 from __future__ import annotations
 
 import math
+import time
 
 from ..errors import ProtocolError
 from .options import ServerLimits
@@ -36,25 +41,22 @@ class Admission:
     def calibrated(self, costs: list[float]) -> None:
         self._costs = list(costs)
 
-    @property
-    def max_streams(self) -> int:
-        """``limits.max_streams``, or (by default) the start-up estimate of the capacity."""
-        if self.limits.max_streams is not None:
-            return self.limits.max_streams
-        return self.startup_capacity()
-
-    def startup_capacity(self) -> int:
-        return max(1, sum(math.floor(TARGET_UTILISATION / c) for c in self._costs if c > 0))
-
     def capacity(self) -> int:
         """Real-time streams the engines hold about, from their load now where measured."""
+        now = time.monotonic()
         total = 0.0
         for runner, cost in zip(self.runners, self._costs, strict=False):
-            n, used = runner.stream_count, runner.load.utilisation()
-            if n >= MEASURED_FROM_STREAMS and used > 0:
-                total += n * TARGET_UTILISATION / used
-            else:
-                total += TARGET_UTILISATION / cost if cost > 0 else 0
+            span_s = runner.load.span_s
+            settled = sum(
+                1
+                for s in self.sessions.values()
+                if s.runner is runner and now - s.started >= span_s
+            )
+            used = runner.load.utilisation()
+            if settled >= MEASURED_FROM_STREAMS and used > 0:
+                total += settled * TARGET_UTILISATION / used
+            elif cost > 0:
+                total += TARGET_UTILISATION / cost
         return max(1, math.floor(total))
 
     def least_loaded(self):
@@ -72,7 +74,7 @@ class Admission:
             )
         if not self.enabled:
             return
-        capacity = min(self.capacity(), self.max_streams)
+        capacity = self.capacity()
         lagging = [s.id for s in self.sessions.values() if s.lagging]
         if open_now >= capacity or lagging:
             why = f" (stream {lagging[0]!r} is lagging)" if lagging else ""

@@ -33,10 +33,11 @@ class ServerLimits:
         max_pending_per_address: the same, from one IP address.
         max_streams: audio streams open at once, websocket and microphone together; a
             hello beyond it gets ``limit`` and the connection is closed (1013). ``None``
-            (the default): what this machine holds, measured at start-up
-            (:mod:`~streamer.server.admission`). Either way, a stream that would take the
-            daemon past its measured capacity, or that comes while a stream is lagging,
-            gets ``busy`` (1013).
+            (the default): no fixed number, only admission control
+            (:mod:`~streamer.server.admission`): a stream that would take the daemon past
+            the capacity it measures (at start-up, then from its streams' real cost), or
+            that comes while a stream is lagging, gets ``busy`` (1013). That applies
+            under a fixed limit too.
         max_subscribers: connections receiving events at once (a stream client that
             asked for its own events counts too); beyond it: ``limit``, closed (1013).
         max_frame_bytes: largest message read. A bigger one gets the error
