@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
+from collections.abc import Iterable
 
 from ..errors import ProtocolError
 from .options import ServerLimits
@@ -59,8 +61,14 @@ class Admission:
                 total += TARGET_UTILISATION / cost
         return max(1, math.floor(total))
 
-    def least_loaded(self):
-        return min(self.runners, key=lambda r: (r.stream_count, r.load.utilisation()))
+    def least_loaded(self, opening: Iterable = ()):
+        """The runner with the fewest streams, counting those still being opened on it
+        (``opening``: their runners), so that a burst of streams is spread out too."""
+        pending = Counter(id(runner) for runner in opening)
+        return min(
+            self.runners,
+            key=lambda r: (r.stream_count + pending[id(r)], r.load.utilisation()),
+        )
 
     def check(self, opening: int) -> None:
         """Raise ``limit`` or ``busy`` if one more stream may not open now."""

@@ -105,7 +105,7 @@ class Server:
         self.metrics = Metrics()
         self.hub = Hub(self.metrics)
         self.sessions: dict[str, Session] = {}
-        self._opening: set[str] = set()  # stream ids being opened
+        self._opening: dict[str, object] = {}  # stream ids being opened -> their runner
         self.connections: set[Connection] = set()
         self.gate = Gate(self.limits)
         self.refusals = Refusals()
@@ -299,12 +299,12 @@ class Server:
                 f"a stream named {stream_id!r} is open already; pick another id or leave "
                 "it out to get one",
             )
-        self._opening.add(stream_id)
+        runner = self.admission.least_loaded(self._opening.values())
+        self._opening[stream_id] = runner
         try:
-            runner = self.admission.least_loaded()
             stream = await runner.open_stream(stream_id)
         finally:
-            self._opening.discard(stream_id)
+            del self._opening[stream_id]
         session = Session(stream, source, owner, runner, self.metrics, decoder)
         self.sessions[stream_id] = session
         self.metrics.streams.set(len(self.sessions))

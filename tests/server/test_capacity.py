@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
+
 from streamer.evaluation.synth import conversation
 from streamer.worker import WorkerOptions
 from tests.server.conftest import SR, Client, daemon, reference, run
@@ -74,15 +77,21 @@ def test_a_streams_events_are_the_same_on_one_and_two_workers(make_engine, store
         async with daemon(WorkerPool(PipelineOptions(), 2, 0.05), store) as server:
             clients = {k: await Client.open(server, stream=k, events=True) for k in audios}
             homes = {s.runner.index for s in server.sessions.values()}
+            # a burst: streams opened at once are spread too (they all went to worker 0)
+            burst = await asyncio.gather(*(Client.open(server, stream=f"x{i}") for i in range(6)))
+            spread = Counter(server.sessions[f"x{i}"].runner.index for i in range(6))
+            for client in burst:
+                await client.close()
             for k, client in clients.items():
                 await client.send_audio(audios[k], chunk=1600)
             ended = {k: await c.end() for k, c in clients.items()}
             for client in clients.values():
                 await client.close()
-            return clients, homes, ended
+            return clients, homes, spread, ended
 
-    clients, homes, ended = run(scenario(), timeout_s=400)
+    clients, homes, spread, ended = run(scenario(), timeout_s=400)
     assert homes == {0, 1}
+    assert spread == {0: 3, 1: 3}
     for k, client in clients.items():
         assert ended[k]["audio_s"] == round(len(audios[k]) / SR, 3)
         assert client.events() == reference(make_engine, store, audios[k], k)
