@@ -568,4 +568,3 @@ def _version() -> str:
         return metadata.version("streamer")
     except metadata.PackageNotFoundError:
         return "unknown"
-

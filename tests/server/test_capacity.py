@@ -95,3 +95,41 @@ def test_a_streams_events_are_the_same_on_one_and_two_workers(make_engine, store
     for k, client in clients.items():
         assert ended[k]["audio_s"] == round(len(audios[k]) / SR, 3)
         assert client.events() == reference(make_engine, store, audios[k], k)
+
+
+def test_streams_that_fall_behind_get_lagging_and_the_daemon_takes_no_new_one(
+    make_engine, store_of
+):
+    """A hop of one frame makes every stream cost about 16 times the default; six of them
+    in real time (admitted with admission control off) are more than the engine's core
+    can do. Their clients are told ``lagging`` (with the lag), the gauge counts them, a
+    new stream meanwhile gets ``busy`` naming one (admission back on), and the slow
+    streams lose no audio."""
+    store = store_of("alice", "bob")
+    audio, _ = conversation([("alice", 2.5), ("bob", 2.5)], gap_s=0.3, seed=64)
+
+    async def scenario():
+        engine = make_engine(options=WorkerOptions(hop_s=0.01))
+        async with daemon(engine, store) as server:
+            server.admission.enabled = False
+            slow = [
+                await Client.open(server, stream=f"slow{i}", events=True, listen=True)
+                for i in range(6)
+            ]
+            await asyncio.gather(*(c.send_audio(audio, chunk=1600, realtime=True) for c in slow))
+            notice = await slow[0].next("lagging", timeout_s=60)
+            gauge = server.metrics.lagging._value.get()
+            server.admission.enabled = True
+            refused = await Client.connect(server)
+            await refused.send({"type": "hello", "role": "stream", "sample_rate": SR})
+            error = await refused.next()
+            ended = [await c.end() for c in slow]
+            for client in slow:
+                await client.close()
+            return notice, gauge, error, ended
+
+    notice, gauge, error, ended = run(scenario(), timeout_s=300)
+    assert notice["stream"] == "slow0" and notice["lag_s"] > 1.0
+    assert gauge >= 1
+    assert error["code"] == "busy" and "is lagging" in error["message"]
+    assert [e["audio_s"] for e in ended] == [round(len(audio) / SR, 3)] * 6
