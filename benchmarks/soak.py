@@ -2,17 +2,26 @@
 
     python benchmarks/soak.py                              # 4 streams x 15 min at 10x: 1 h
     python benchmarks/soak.py --streams 3 --minutes 2 --json
+    python benchmarks/soak.py --burst                      # overload: 24 streams at once
 
 Starts ``streamer serve`` as a separate process (as benchmarks/daemon_latency.py does)
 and sends each of ``--streams`` clients its own synthetic conversation (a minute of it,
 looped) for ``--minutes`` of audio, paced at ``--speed`` times real time (20 ms int16
-frames), each client receiving its own stream's events. The daemon's resident memory
-(``VmRSS``) is sampled every second. Reported: the audio sent and how fast it went
-(backpressure slows a client the engine cannot keep up with), RSS after the warm-up
-(the first 10 % of the run), at the end of the audio and after every stream ended,
-its growth from warm-up to end (target < 5 %), and whether every event arrived: each
-stream got its ``ended``, no ``dropped`` notice, and a ``speech_end`` for every
-``speech_start``.
+frames; 0: as fast as the daemon reads), each client receiving its own stream's events.
+The resident memory (``VmRSS``) of the daemon and of each of its engine worker
+processes is sampled every 0.5 s. Reported: the audio sent and how fast it went
+(backpressure slows a client the engine cannot keep up with); the memory of all the
+daemon's processes together once it listens (idle), after the warm-up, at its peak, at
+the end of the audio and after every stream ended; its growth from warm-up to end
+(target < 5 %) and to after; the same per process; and whether every event arrived:
+each stream got its ``ended`` for all of its audio, no ``dropped`` notice, and a
+``speech_end`` for every ``speech_start``.
+
+The soak's warm-up is its first 10 %. ``--burst`` is the overload that issue 20 saw keep
+memory: one 20 s stream as the warm-up, then ``--streams`` (default 24) streams at once,
+of lengths spread over 25-100 % of ``--minutes`` (default 1), sent as fast as the daemon
+reads them, admission control off (so all are taken); then all end. What the daemon
+gives back after that is the point.
 """
 
 from __future__ import annotations
@@ -29,6 +38,10 @@ import numpy as np
 from daemon_latency import CHUNK, SR, Daemon, conversations, make_store
 from websockets.asyncio.client import connect
 
+SAMPLE_EVERY_S = 0.5
+SETTLE_S = 5.0
+"""How long after the last stream ended the memory is read again."""
+
 
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -37,15 +50,59 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
+def processes(pid: int) -> dict[str, int]:
+    """The daemon (``daemon``) and its engine worker processes (``worker-0``, ...): pids."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        path = task / "children"
+        if path.exists():
+            children += [int(p) for p in path.read_text().split()]
+    workers = [
+        p
+        for p in sorted(children)
+        if b"spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes()
+        and b"resource_tracker" not in Path(f"/proc/{p}/cmdline").read_bytes()
+    ]
+    return {"daemon": pid, **{f"worker-{i}": p for i, p in enumerate(workers)}}
+
+
+class Memory:
+    """RSS of each of the daemon's processes, sampled in the background; ``mark(name)``
+    keeps the current reading under that name."""
+
+    def __init__(self, pid: int) -> None:
+        self.pids = processes(pid)
+        self.marks: dict[str, dict[str, float]] = {}
+        self.peak = dict.fromkeys(self.pids, 0.0)
+        self.peak_total = 0.0
+
+    def read(self) -> dict[str, float]:
+        now = {name: rss_mb(pid) for name, pid in self.pids.items()}
+        for name, mb in now.items():
+            self.peak[name] = max(self.peak[name], mb)
+        self.peak_total = max(self.peak_total, sum(now.values()))
+        return now
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = self.read()
+
+    async def sample(self) -> None:
+        while True:
+            self.read()
+            await asyncio.sleep(SAMPLE_EVERY_S)
+
+
 async def send_stream(url: str, stream_id: str, audio: np.ndarray, seconds: float, speed: float):
-    """Send ``seconds`` of ``audio`` (looped) at ``speed``x; returns what came back."""
+    """Send ``seconds`` of ``audio`` (looped) at ``speed``x (0: unpaced); returns what
+    came back."""
     counts = {"events": 0, "speech_start": 0, "speech_end": 0, "dropped": 0}
     # No client pings: a client paused by backpressure would wait for its own pong
     # behind the audio the daemon has not read yet; the daemon keeps the connection alive.
     async with connect(url, max_size=2**22, ping_interval=None) as ws:
         hello = {"type": "hello", "role": "stream", "stream": stream_id, "sample_rate": SR}
         await ws.send(json.dumps({**hello, "format": "int16", "events": True}))
-        assert json.loads(await ws.recv())["type"] == "ready"
+        reply = json.loads(await ws.recv())
+        assert reply["type"] == "ready", reply
         ended = asyncio.get_running_loop().create_future()
 
         async def receive() -> None:
@@ -63,68 +120,112 @@ async def send_stream(url: str, stream_id: str, audio: np.ndarray, seconds: floa
         loop = asyncio.get_running_loop()
         start, total = loop.time(), int(seconds * SR)
         for begin in range(0, total, CHUNK):
-            due = start + begin / SR / speed
-            await asyncio.sleep(max(0.0, due - loop.time()))
+            if speed > 0:
+                due = start + begin / SR / speed
+                await asyncio.sleep(max(0.0, due - loop.time()))
             at = begin % len(audio)
-            await ws.send(audio[at : at + CHUNK].tobytes())
+            await ws.send(audio[at : min(at + CHUNK, at + total - begin)].tobytes())
         await ws.send(json.dumps({"type": "end"}))
-        message = await asyncio.wait_for(ended, 300)
+        message = await asyncio.wait_for(ended, 600)
         await receiving
-    return {**counts, "audio_s": message["audio_s"]}
+    return {**counts, "audio_s": message["audio_s"], "sent_s": total / SR}
 
 
-async def soak(daemon: Daemon, audios: list[np.ndarray], seconds: float, speed: float) -> dict:
-    samples: list[tuple[float, float]] = []
-    started = time.monotonic()
-
-    async def sample() -> None:
-        while True:
-            samples.append((time.monotonic() - started, rss_mb(daemon.process.pid)))
-            await asyncio.sleep(1.0)
-
-    sampler = asyncio.create_task(sample())
-    results = await asyncio.gather(
-        *(send_stream(daemon.url, f"soak-{i}", a, seconds, speed) for i, a in enumerate(audios))
-    )
-    wall = time.monotonic() - started
-    at_end = rss_mb(daemon.process.pid)
-    await asyncio.sleep(3.0)  # every stream has ended: what is given back
-    after = rss_mb(daemon.process.pid)
-    sampler.cancel()
-    warm = [rss for t, rss in samples if t >= 0.1 * wall] or [at_end]
-    audio_s = sum(r["audio_s"] for r in results)
-    complete = all(
-        r["dropped"] == 0 and r["speech_start"] == r["speech_end"] and r["audio_s"] >= seconds - 1
+def complete(results: list[dict]) -> bool:
+    return all(
+        r["dropped"] == 0
+        and r["speech_start"] == r["speech_end"]
+        and r["audio_s"] >= r["sent_s"] - 0.02
         for r in results
     )
+
+
+async def soak(daemon: Daemon, audios: list[np.ndarray], lengths_s, speed: float, burst: bool):
+    memory = Memory(daemon.process.pid)
+    memory.mark("idle")
+    sampler = asyncio.create_task(memory.sample())
+    if burst:  # warm-up: one stream, so the figures after it hold what normal use keeps
+        await send_stream(daemon.url, "warm-up", audios[0], 20.0, 0.0)
+        await asyncio.sleep(SETTLE_S)
+        memory.mark("warm")
+    started = time.monotonic()
+
+    async def marked_warm() -> None:  # the soak's warm-up: its first 10 %
+        await asyncio.sleep(0.1 * max(lengths_s) / (speed or 10.0))
+        memory.mark("warm")
+
+    warming = None if burst else asyncio.create_task(marked_warm())
+    results = await asyncio.gather(
+        *(
+            send_stream(daemon.url, f"soak-{i}", audio, seconds, speed)
+            for i, (audio, seconds) in enumerate(zip(audios, lengths_s, strict=True))
+        )
+    )
+    wall = time.monotonic() - started
+    if warming is not None and not warming.done():
+        warming.cancel()
+        memory.mark("warm")
+    memory.mark("end")
+    await asyncio.sleep(SETTLE_S)  # every stream has ended: what is given back
+    memory.mark("after")
+    sampler.cancel()
+    audio_s = sum(r["audio_s"] for r in results)
+    total = {name: sum(mark.values()) for name, mark in memory.marks.items()}
+    warm = total["warm"]
     return {
+        "mode": "burst" if burst else "soak",
         "streams": len(audios),
         "audio_min": round(audio_s / 60, 1),
         "wall_s": round(wall, 1),
         "speed_x_per_stream": round(audio_s / len(audios) / wall, 1),
         "events": sum(r["events"] for r in results),
-        "every_event_arrived": complete,
-        "rss_warm_mb": round(warm[0], 1),
-        "rss_peak_mb": round(max(rss for _, rss in samples), 1),
-        "rss_end_mb": round(at_end, 1),
-        "rss_after_mb": round(after, 1),
-        "growth_pct": round(100 * (at_end - warm[0]) / warm[0], 1),
+        "every_event_arrived": complete(results),
+        "rss_idle_mb": round(total["idle"], 1),
+        "rss_warm_mb": round(warm, 1),
+        "rss_peak_mb": round(memory.peak_total, 1),
+        "rss_end_mb": round(total["end"], 1),
+        "rss_after_mb": round(total["after"], 1),
+        "growth_pct": round(100 * (total["end"] - warm) / warm, 1),
+        "growth_after_pct": round(100 * (total["after"] - warm) / warm, 1),
+        "per_process_mb": {
+            name: {
+                **{mark: round(memory.marks[mark][name], 1) for mark in ("idle", "warm")},
+                "peak": round(memory.peak[name], 1),
+                **{mark: round(memory.marks[mark][name], 1) for mark in ("end", "after")},
+            }
+            for name in memory.pids
+        },
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--streams", type=int, default=4)
-    parser.add_argument("--minutes", type=float, default=15.0, help="audio per stream")
-    parser.add_argument("--speed", type=float, default=10.0, help="times real time")
+    parser.add_argument("--streams", type=int, help="default: 4 (--burst: 24)")
+    parser.add_argument("--minutes", type=float, help="audio per stream (default: 15; --burst: 1)")
+    parser.add_argument(
+        "--speed", type=float, help="times real time (default: 10; --burst: 0, unpaced)"
+    )
+    parser.add_argument("--burst", action="store_true", help="the overload burst (see above)")
+    parser.add_argument("--workers", type=int, help="the daemon's --workers (default: its own)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    audios = conversations(args.streams, 60.0)
+    streams = args.streams or (24 if args.burst else 4)
+    seconds = 60 * (args.minutes or (1.0 if args.burst else 15.0))
+    speed = args.speed if args.speed is not None else (0.0 if args.burst else 10.0)
+    lengths = [seconds] * streams
+    if args.burst:  # varied lengths: streams end one by one, batches of every size
+        lengths = [
+            round(seconds * (0.25 + 0.75 * i / max(1, streams - 1)), 2) for i in range(streams)
+        ]
+    audios = conversations(streams, 60.0)
+    extra = ["--admission", "off"] if args.burst else []
+    if args.workers:
+        extra += ["--workers", str(args.workers)]
     with tempfile.TemporaryDirectory() as folder:
         make_store(Path(folder))
-        daemon = Daemon(Path(folder), args.streams, [])
+        daemon = Daemon(Path(folder), streams, extra)
         try:
-            result = asyncio.run(soak(daemon, audios, args.minutes * 60, args.speed))
+            result = asyncio.run(soak(daemon, audios, lengths, speed, args.burst))
         finally:
             daemon.stop()
     if args.json:
@@ -132,7 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         width = max(map(len, result))
         for key, value in result.items():
-            print(f"{key:<{width}}  {value}")
+            if key == "per_process_mb":
+                for name, marks in value.items():
+                    figures = "  ".join(f"{mark} {mb}" for mark, mb in marks.items())
+                    print(f"{'rss ' + name:<{width}}  {figures}")
+            else:
+                print(f"{key:<{width}}  {value}")
     return 0 if result["every_event_arrived"] else 1
 
 

@@ -209,6 +209,8 @@ class Stream:
             stop = min(self.ring.end, self._read + max_samples)
             new = self.ring.read(self._read, stop)
             self._read = stop
+            if stop == self.ring.end:  # all taken: the ring's memory follows the backlog
+                self.ring.clear()
         return new
 
     def _add_frames(self, new: np.ndarray) -> None:

@@ -229,6 +229,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         rate = get_spec(args.model).sample_rate
         microphone = Microphone(args.mic or None, args.mic_rate, target_rate=rate)
     setup_logging()
+    from ..server.runner import bound_native_memory
+
+    bound_native_memory()
     engine = engines(args, store, options)
     return asyncio.run(serve(engine, store, options, microphone, args.mic_stream or "mic"))
 

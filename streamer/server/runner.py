@@ -14,11 +14,17 @@ waiting. Each step takes the new audio of all streams at once, so their windows 
 the encoder in one batch; audio that arrives during a step is taken by the next one.
 After each step the events go back to the loop with ``loop.call_soon_threadsafe``, in
 order, followed by a "stepped" signal that releases clients paused by backpressure.
+
+Once a stream has closed and the thread has nothing to do, it hands the memory malloc
+keeps free back to the OS (glibc's ``malloc_trim``, at most every :data:`TRIM_EVERY_S`,
+well under a millisecond): a burst's working memory (the backlog's steps, their encoder
+batches) would otherwise stay resident after its streams ended.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import threading
 import time
@@ -40,6 +46,47 @@ ENROLL_TAIL_S = 0.1
 VAD chunk need a few ms beyond it)."""
 
 PROGRESS_EVERY_S = 0.5
+TRIM_EVERY_S = 1.0
+"""Least time between two hand-backs of free memory (each follows a stream's close)."""
+
+
+ONEDNN_CACHE_CAPACITY = 128
+"""Kernels oneDNN keeps for torch's encoder: one per input shape met (batch size x window
+length; a burst of 16 streams meets about 70 shapes, 2 kernels each, about 0.4 MB a
+shape). Its default, 1024, let a long run keep up to about 400 MB; 128 bounds it at about
+50 MB and cost that burst no measurable time (64 cost it 5-8 %)."""
+MALLOC_ARENAS = 2
+"""Most glibc malloc arenas (default: 8 per core): each thread that allocates gets one,
+and each keeps its own free memory, so a burst left several arenas' worth behind."""
+
+
+def bound_native_memory() -> None:
+    """Bound what torch's kernel cache and malloc keep in this process; call it before
+    the engine is built (before torch's first kernel and before the engine's threads).
+    Also reaches worker processes started after it (through the environment)."""
+    import os
+
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_CACHE_CAPACITY))
+    os.environ.setdefault("MALLOC_ARENA_MAX", str(MALLOC_ARENAS))
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError, TypeError):  # not glibc
+        return
+    m_arena_max = -8
+    mallopt(m_arena_max, int(os.environ["MALLOC_ARENA_MAX"]))
+
+
+def _malloc_trim() -> Callable[[], object]:
+    """glibc's ``malloc_trim(0)`` (free heap pages back to the OS), or a no-op elsewhere."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError, TypeError):  # not glibc
+        return lambda: None
+    trim.argtypes = [ctypes.c_size_t]
+    return lambda: trim(0)
+
+
+malloc_trim = _malloc_trim()
 
 
 @dataclass
@@ -126,6 +173,8 @@ class EngineRunner:
         self._step_clocks = (0.0, 0.0)  # perf_counter() and thread_time() before a step
         self._jobs: deque[tuple[Callable, tuple, asyncio.Future]] = deque()
         self._taps: dict[str, EnrollTap] = {}
+        self._trim_due = False  # a stream closed since memory was last handed back
+        self._trimmed_at = 0.0  # perf_counter() then
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="streamer-engine", daemon=True)
         self.failure: BaseException | None = None
@@ -201,6 +250,7 @@ class EngineRunner:
         events = self.engine.close_stream(stream_id)
         self._publish(events)
         self._finish_tap(stream_id, stream.time_s, cancelled=False)
+        self._trim_due = True
         return events
 
     def start_enroll(
@@ -230,7 +280,7 @@ class EngineRunner:
     def _run(self) -> None:
         try:
             while True:
-                self._wake.wait()
+                self._wake.wait(self._until_trim())
                 self._wake.clear()
                 self._run_jobs()
                 self._before_step()
@@ -242,10 +292,25 @@ class EngineRunner:
                     self._before_step()
                 if self._stopping and not self._jobs:
                     return
+                self._trim_if_due()
         except BaseException as exc:  # a bug in the engine: report it, stop stepping
             self.failure = exc
             log.exception("the engine thread failed")
             self._loop.call_soon_threadsafe(self._fail, exc)
+
+    def _until_trim(self) -> float | None:
+        """How long the idle thread may sleep before it owes a trim (None: no trim due)."""
+        if not self._trim_due:
+            return None
+        return max(0.0, self._trimmed_at + TRIM_EVERY_S - time.perf_counter())
+
+    def _trim_if_due(self) -> None:
+        """Idle (no audio waiting, no job): hand free memory back if a stream closed."""
+        idle = not self._jobs and not self.engine.pending()
+        if self._trim_due and idle and not self._until_trim():
+            malloc_trim()
+            self._trim_due = False
+            self._trimmed_at = time.perf_counter()
 
     def _before_step(self) -> None:
         """With several streams, let ``batch_delay_s`` pass between step starts, so that

@@ -34,7 +34,7 @@ from ..errors import AudioError, StreamerError
 from ..events import Event
 from ..models import ModelSpec
 from .metrics import Metrics
-from .runner import EngineRunner, EnrollProgress, Load
+from .runner import EngineRunner, EnrollProgress, Load, bound_native_memory
 
 log = logging.getLogger("streamer.server")
 
@@ -299,6 +299,7 @@ def worker_main(conn, pipeline, batch_delay_s: float) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the front end's to handle
+    bound_native_memory()
     from ..pipeline import build_engine
 
     engine = build_engine(pipeline)
