@@ -3,6 +3,7 @@
     python benchmarks/soak.py                              # 4 streams x 15 min at 10x: 1 h
     python benchmarks/soak.py --streams 3 --minutes 2 --json
     python benchmarks/soak.py --burst                      # overload: 24 streams at once
+    python benchmarks/soak.py --per-stream                 # memory per real-time stream
 
 Starts ``streamer serve`` as a separate process (as benchmarks/daemon_latency.py does)
 and sends each of ``--streams`` clients its own synthetic conversation (a minute of it,
@@ -18,10 +19,13 @@ each stream got its ``ended`` for all of its audio, no ``dropped`` notice, and a
 ``speech_end`` for every ``speech_start``.
 
 The soak's warm-up is its first 10 %. ``--burst`` is the overload that issue 20 saw keep
-memory: one 20 s stream as the warm-up, then ``--streams`` (default 24) streams at once,
-of lengths spread over 25-100 % of ``--minutes`` (default 1), sent as fast as the daemon
-reads them, admission control off (so all are taken); then all end. What the daemon
-gives back after that is the point.
+memory: a 20 s stream on each engine worker as the warm-up, then ``--streams`` (default
+24) streams at once, of lengths spread over 25-100 % of ``--minutes`` (default 1), sent
+as fast as the daemon reads them, admission control off (so all are taken); then all
+end. What the daemon gives back after that is the point. ``--per-stream`` has the same
+warm-up, then ``--streams`` (default 16) real-time streams of ``--minutes`` (default
+0.6: past a 30 s ring's first wrap); ``per_stream_mb`` is the memory of all the daemon's
+processes with them all open (2 s before their end), less the warm figure, per stream.
 """
 
 from __future__ import annotations
@@ -140,12 +144,16 @@ def complete(results: list[dict]) -> bool:
     )
 
 
-async def soak(daemon: Daemon, audios: list[np.ndarray], lengths_s, speed: float, burst: bool):
+async def soak(daemon: Daemon, audios: list[np.ndarray], lengths_s, speed: float, mode: str):
     memory = Memory(daemon.process.pid)
     memory.mark("idle")
     sampler = asyncio.create_task(memory.sample())
+    burst = mode != "soak"
     if burst:  # warm-up: one stream, so the figures after it hold what normal use keeps
-        await send_stream(daemon.url, "warm-up", audios[0], 20.0, 0.0)
+        workers = max(1, len(memory.pids) - 1)  # one each: streams opened at once spread
+        await asyncio.gather(
+            *(send_stream(daemon.url, f"warm-up-{i}", audios[0], 20.0, 0.0) for i in range(workers))
+        )
         await asyncio.sleep(SETTLE_S)
         memory.mark("warm")
     started = time.monotonic()
@@ -154,7 +162,12 @@ async def soak(daemon: Daemon, audios: list[np.ndarray], lengths_s, speed: float
         await asyncio.sleep(0.1 * max(lengths_s) / (speed or 10.0))
         memory.mark("warm")
 
+    async def marked_open() -> None:  # every stream open, 2 s before the first ends
+        await asyncio.sleep(max(0.0, min(lengths_s) / (speed or 10.0) - 2.0))
+        memory.mark("open")
+
     warming = None if burst else asyncio.create_task(marked_warm())
+    opened = asyncio.create_task(marked_open()) if mode == "per-stream" else None
     results = await asyncio.gather(
         *(
             send_stream(daemon.url, f"soak-{i}", audio, seconds, speed)
@@ -165,6 +178,8 @@ async def soak(daemon: Daemon, audios: list[np.ndarray], lengths_s, speed: float
     if warming is not None and not warming.done():
         warming.cancel()
         memory.mark("warm")
+    if opened is not None and not opened.done():
+        raise SystemExit("the streams ended before their memory was read; raise --minutes")
     memory.mark("end")
     await asyncio.sleep(SETTLE_S)  # every stream has ended: what is given back
     memory.mark("after")
@@ -173,7 +188,7 @@ async def soak(daemon: Daemon, audios: list[np.ndarray], lengths_s, speed: float
     total = {name: sum(mark.values()) for name, mark in memory.marks.items()}
     warm = total["warm"]
     return {
-        "mode": "burst" if burst else "soak",
+        "mode": mode,
         "streams": len(audios),
         "audio_min": round(audio_s / 60, 1),
         "wall_s": round(wall, 1),
@@ -187,6 +202,11 @@ async def soak(daemon: Daemon, audios: list[np.ndarray], lengths_s, speed: float
         "rss_after_mb": round(total["after"], 1),
         "growth_pct": round(100 * (total["end"] - warm) / warm, 1),
         "growth_after_pct": round(100 * (total["after"] - warm) / warm, 1),
+        **(
+            {"per_stream_mb": round((total["open"] - warm) / len(audios), 2)}
+            if mode == "per-stream"
+            else {}
+        ),
         "per_process_mb": {
             name: {
                 **{mark: round(memory.marks[mark][name], 1) for mark in ("idle", "warm")},
@@ -200,32 +220,42 @@ async def soak(daemon: Daemon, audios: list[np.ndarray], lengths_s, speed: float
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--streams", type=int, help="default: 4 (--burst: 24)")
-    parser.add_argument("--minutes", type=float, help="audio per stream (default: 15; --burst: 1)")
+    parser.add_argument("--streams", type=int, help="default: 4 (--burst: 24, --per-stream: 16)")
     parser.add_argument(
-        "--speed", type=float, help="times real time (default: 10; --burst: 0, unpaced)"
+        "--minutes",
+        type=float,
+        help="audio per stream (default: 15; --burst: 1, --per-stream: 0.6)",
     )
-    parser.add_argument("--burst", action="store_true", help="the overload burst (see above)")
+    parser.add_argument(
+        "--speed",
+        type=float,
+        help="times real time (default: 10; --burst: 0, unpaced; --per-stream: 1)",
+    )
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--burst", action="store_true", help="the overload burst (see above)")
+    group.add_argument("--per-stream", action="store_true", help="memory per real-time stream")
     parser.add_argument("--workers", type=int, help="the daemon's --workers (default: its own)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    streams = args.streams or (24 if args.burst else 4)
-    seconds = 60 * (args.minutes or (1.0 if args.burst else 15.0))
-    speed = args.speed if args.speed is not None else (0.0 if args.burst else 10.0)
+    mode = "burst" if args.burst else "per-stream" if args.per_stream else "soak"
+    streams = args.streams or {"burst": 24, "per-stream": 16, "soak": 4}[mode]
+    seconds = 60 * (args.minutes or {"burst": 1.0, "per-stream": 0.6, "soak": 15.0}[mode])
+    default_speed = {"burst": 0.0, "per-stream": 1.0, "soak": 10.0}[mode]
+    speed = args.speed if args.speed is not None else default_speed
     lengths = [seconds] * streams
     if args.burst:  # varied lengths: streams end one by one, batches of every size
         lengths = [
             round(seconds * (0.25 + 0.75 * i / max(1, streams - 1)), 2) for i in range(streams)
         ]
     audios = conversations(streams, 60.0)
-    extra = ["--admission", "off"] if args.burst else []
+    extra = ["--admission", "off"] if mode != "soak" else []
     if args.workers:
         extra += ["--workers", str(args.workers)]
     with tempfile.TemporaryDirectory() as folder:
         make_store(Path(folder))
         daemon = Daemon(Path(folder), streams, extra)
         try:
-            result = asyncio.run(soak(daemon, audios, lengths, speed, args.burst))
+            result = asyncio.run(soak(daemon, audios, lengths, speed, mode))
         finally:
             daemon.stop()
     if args.json:
