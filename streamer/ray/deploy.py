@@ -41,6 +41,10 @@ class ClusterOptions:
         cpus_per_replica, gpus_per_replica: ``ray_actor_options`` of a replica (one
             engine per core, or per GPU).
         proxy_location: Serve's proxies: ``EveryNode`` (a cluster) or ``HeadOnly``.
+        upscale_delay_s, downscale_delay_s: how long the load must stay above (below)
+            the target before a replica is added (removed).
+        metrics_interval_s, look_back_s: how often the load is reported to Serve's
+            controller, and the window it is averaged over.
     """
 
     replicas: int | None = None
@@ -50,6 +54,10 @@ class ClusterOptions:
     cpus_per_replica: float = 1.0
     gpus_per_replica: float = 0.0
     proxy_location: str = "EveryNode"
+    upscale_delay_s: float = 10.0
+    downscale_delay_s: float = 300.0
+    metrics_interval_s: float = 10.0
+    look_back_s: float = 30.0
 
 
 def build(cluster: ClusterOptions, replica: ReplicaOptions) -> serve.Application:
@@ -70,8 +78,10 @@ def build(cluster: ClusterOptions, replica: ReplicaOptions) -> serve.Application
                 "max_replicas": cluster.max_replicas,
                 # every websocket is one ongoing request; streams dominate them
                 "target_ongoing_requests": max(1.0, 0.8 * cluster.streams_per_replica),
-                "upscale_delay_s": 10.0,
-                "downscale_delay_s": 300.0,
+                "upscale_delay_s": cluster.upscale_delay_s,
+                "downscale_delay_s": cluster.downscale_delay_s,
+                "metrics_interval_s": cluster.metrics_interval_s,
+                "look_back_period_s": cluster.look_back_s,
             }
         }
     deployment = Replica.options(
@@ -96,7 +106,7 @@ def build_app(args: dict) -> serve.Application:
     cluster = {}
     for key, value in args.items():
         if key in names and key != "proxy_location":
-            value = float(value) if "pus" in key else int(value)
+            value = float(value) if "pus" in key or key.endswith("_s") else int(value)
         if key in names:
             cluster[key] = value
     pipeline = PipelineOptions(**{k: args[k] for k in pipeline_keys if k in args}, backend="torch")

@@ -17,6 +17,9 @@ Every replica holds one link to it (:mod:`~streamer.ray.link`):
   (milliseconds, well within a second); two writes to one profile: the later wins.
   Files changed behind the hub's back (``streamer enroll`` into the same folder) are
   seen after the next write or a restart of the hub.
+- **Questions.** :meth:`ClusterHub.ask` puts one question (``health``, ``metrics``) in
+  every replica's queue and gathers their answers (:meth:`ClusterHub.answer`), so
+  ``/healthz`` and ``/metrics`` on any replica cover the whole cluster.
 - **Replica deaths.** Each replica hands the hub the result of a call it owns that never
   returns (:meth:`ClusterHub.hold`); when the replica's process dies Ray fails that
   object with ``OwnerDiedError``, and the hub ends the replica's streams for every
@@ -26,6 +29,7 @@ Every replica holds one link to it (:mod:`~streamer.ray.link`):
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -47,7 +51,8 @@ HEAD_RESOURCE = "node:__internal_head__"
 Message = tuple
 """What travels between replicas and the hub: ``("events", [event dicts])``,
 ``("started", state dict)``, ``("ended", stream, audio_s, reason)``,
-``("profiles", version, {name: Profile})``."""
+``("profiles", version, {name: Profile})``, ``("ask", number, question)``."""
+ANSWER_TIMEOUT_S = 2.0
 
 
 class ClusterHub:
@@ -64,6 +69,8 @@ class ClusterHub:
         self.version = 0
         self.profiles: dict[str, Profile] = {}
         self._loaded = False
+        self._questions = itertools.count()
+        self._answers: dict[int, tuple[dict, asyncio.Event]] = {}
 
     # Replicas
 
@@ -168,6 +175,30 @@ class ClusterHub:
         for owner, _, _ in self.streams.values():
             per_replica[owner] = per_replica.get(owner, 0) + 1
         return {"replicas": len(self._queues), "streams": per_replica}
+
+    async def ask(self, question: str) -> dict:
+        """Every replica's answer to ``question``, by replica; one that has not answered
+        within :data:`ANSWER_TIMEOUT_S` is left out."""
+        number = next(self._questions)
+        answers: dict = {}
+        done = asyncio.Event()
+        self._answers[number] = (answers, done)
+        self._fan_out(None, [("ask", number, question)])
+        if self._queues:
+            try:
+                await asyncio.wait_for(done.wait(), ANSWER_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                log.warning("no answer to %r from %s", question, set(self._queues) - set(answers))
+        del self._answers[number]
+        return answers
+
+    async def answer(self, number: int, replica: str, value) -> None:
+        """A replica's answer to question ``number``."""
+        entry = self._answers.get(number)
+        if entry is not None:
+            entry[0][replica] = value
+            if set(self._queues) <= set(entry[0]):
+                entry[1].set()
 
     # Profiles
 

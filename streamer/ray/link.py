@@ -156,6 +156,10 @@ class HubLink:
     async def release(self, stream_id: str) -> None:
         await self.hub.release.remote(stream_id)
 
+    def answer(self, number: int, value) -> None:
+        """This replica's answer to the hub's question ``number``."""
+        self.hub.answer.remote(number, self.replica, value)
+
     async def run(self, on_batch, ready: asyncio.Future) -> None:
         """Feed ``on_batch`` every batch the hub sends; ``ready`` is resolved after the first
         (the open streams and the profiles)."""

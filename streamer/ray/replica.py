@@ -21,8 +21,12 @@ import random
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
+import ray
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 from ray import serve
 from ray.serve.config import RequestRouterConfig
 from ray.serve.request_router import FIFOMixin, RequestRouter, RunningReplica
@@ -34,6 +38,7 @@ from ..errors import ProtocolError
 from ..pipeline import PipelineOptions, build_engine
 from ..profiles import default_store_path
 from ..server.app import Server
+from ..server.http import HttpRoutes
 from ..server.metrics import CONTENT_TYPE_LATEST
 from ..server.options import ServerOptions
 from .hub import Message, start_hub
@@ -139,22 +144,45 @@ class ReplicaServer(Server):
         await super().refresh_profiles()
 
     async def on_batch(self, batch: list[Message]) -> None:
-        """The hub's news: other replicas' streams, and new profiles."""
+        """The hub's news: other replicas' streams, new profiles, and questions."""
         for message in batch:
             if message[0] == "profiles":
                 if self.store.mirror(message[1], message[2]) and self.runners:
                     await self.refresh_profiles()
+            elif message[0] == "ask":
+                self.link.answer(message[1], self.answer(message[2]))
             else:
                 self.hub.receive([message])
 
+    def answer(self, question: str):
+        """``health``: this replica's health; ``metrics``: its Prometheus text."""
+        return self.health() if question == "health" else self.exposition()
+
     def status(self) -> dict:
-        return {**super().status(), "replica": self.replica}
+        return {**super().status(), "replica": self.replica, "node": self.node}
+
+    @property
+    def node(self) -> str:
+        return ray.get_runtime_context().get_node_id()
 
     def health(self) -> dict:
-        body = {**super().health(), "replica": self.replica}
+        body = {**super().health(), "replica": self.replica, "node": self.node}
         if self.link.failure is not None:
             body["status"] = "failed"
         return body
+
+
+def labelled(expositions: dict[str, bytes]) -> bytes:
+    """Prometheus texts of several replicas as one, each series labelled ``replica``."""
+    families: dict[str, Metric] = {}
+    for replica, text in sorted(expositions.items()):
+        for family in text_string_to_metric_families(text.decode()):
+            merged = families.setdefault(
+                family.name, Metric(family.name, family.documentation, family.type)
+            )
+            for sample in family.samples:
+                merged.add_sample(sample.name, {**sample.labels, "replica": replica}, sample.value)
+    return generate_latest(SimpleNamespace(collect=lambda: list(families.values())))
 
 
 class SpreadRouter(FIFOMixin, RequestRouter):
@@ -195,7 +223,7 @@ class Replica:
         store = ClusterStore(hub, await hub.path.remote())
         engine = await asyncio.to_thread(build_engine, options.pipeline)
         self.server = ReplicaServer(engine, store, options.server, link)
-        self.origins = {None, *options.server.allowed_origins}
+        self.routes = HttpRoutes(self.server)
         ready = asyncio.get_running_loop().create_future()
         self._feed = asyncio.create_task(link.run(self.server.on_batch, ready))
         await ready
@@ -206,7 +234,9 @@ class Replica:
     @api.websocket("/")
     async def websocket(self, websocket: WebSocket) -> None:
         origin = websocket.headers.get("origin")
-        if origin not in self.origins:
+        if origin is not None and not self.routes.origin_ok(
+            origin, websocket.headers.get("host", "")
+        ):
             log.warning("refused a connection from origin %r (not allowed)", origin)
             await websocket.close(1008, "origin not allowed; start with --allow-origin")
             return
@@ -215,18 +245,37 @@ class Replica:
 
     @api.get("/healthz")
     async def healthz(self) -> JSONResponse:
+        """This replica's health (the status code is its own) and every replica's."""
         body = self.server.health()
-        body["cluster"] = await self._hub.cluster.remote()
+        cluster, health = await asyncio.gather(
+            self._hub.cluster.remote(), self._hub.ask.remote("health")
+        )
+        body["cluster"] = {**cluster, "health": health}
         return JSONResponse(body, status_code=200 if body["status"] == "ok" else 503)
 
     @api.get("/metrics")
     async def metrics(self, request: Request) -> Response:
+        """Every replica's series, each labelled ``replica``."""
         wrapper = SimpleNamespace(path=f"/?{request.url.query}", headers=request.headers)
         if not self.server.token_ok(self.server.request_token(wrapper)):
             return PlainTextResponse(
                 "send the token: Authorization: Bearer TOKEN, or /metrics?token=TOKEN\n", 401
             )
-        return Response(self.server.exposition(), media_type=CONTENT_TYPE_LATEST)
+        answers = await self._hub.ask.remote("metrics")
+        return Response(labelled(answers), media_type=CONTENT_TYPE_LATEST)
+
+    @api.get("/{path:path}")
+    async def page(self, request: Request) -> Response:
+        """The web page, its files and the daemon's 404 (:mod:`streamer.server.http`)."""
+        url = request.url
+        wrapper = SimpleNamespace(
+            path=url.path + (f"?{url.query}" if url.query else ""), headers=request.headers
+        )
+        answer = self.routes(None, wrapper)
+        headers = {
+            k: v for k, v in answer.headers.raw_items() if k not in ("Content-Length", "Connection")
+        }
+        return Response(answer.body, answer.status_code, headers)
 
     def check_health(self) -> None:
         """Serve's health check: a replica whose engine or hub link failed is replaced."""

@@ -1,13 +1,15 @@
 """A real Ray cluster on this machine: two simulated nodes on 127.0.0.1, Serve's proxy
-on a free port, the streamer application with one replica on each node.
+on a free port, the streamer application deployed by each test module (two fixed
+replicas, one on each node; or autoscaling ones).
 
-Started once for the module (Ray, Serve and two replicas that each load the model take
+Ray and Serve start once for the package (with two replicas that each load the model,
 about a minute on a loaded 2-core machine); the profile store is a fresh folder
 holding alice and bob. Tests talk to the proxy with the daemon tests' client.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from types import SimpleNamespace
@@ -64,10 +66,10 @@ def start_cluster(attempts: int = 3):
                 raise
 
 
-@pytest.fixture(scope="module")
-def proxy(tmp_path_factory, voice_profiles):
-    """Serve's proxy (``.port``) in front of two replicas on two nodes; ``.store`` is the
-    profile folder the hub writes."""
+@pytest.fixture(scope="package")
+def ray_cluster(tmp_path_factory, voice_profiles):
+    """Ray on two nodes and Serve's proxy (``.port``), for every test module here;
+    ``.store`` is the profile folder the hub writes, holding alice and bob."""
     store = ProfileStore(tmp_path_factory.mktemp("cluster") / "profiles")
     for name in ("alice", "bob"):
         vector = voice_profiles[name].astype(np.float64)
@@ -79,15 +81,33 @@ def proxy(tmp_path_factory, voice_profiles):
         assert addresses == {"127.0.0.1"}, f"the test cluster left loopback: {addresses}"
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port}, proxy_location="HeadOnly")
-        replica = ReplicaOptions(PipelineOptions(backend="torch"), ServerOptions(), str(store.path))
-        app = build(ClusterOptions(replicas=2, cpus_per_replica=1.0), replica)
-        serve.run(app, name=APP_NAME, route_prefix="/", blocking=False)
-        wait_running(2)
         yield SimpleNamespace(port=port, store=store)
     finally:
         serve.shutdown()
         ray.shutdown()
         cluster.shutdown()
+
+
+@contextlib.contextmanager
+def deployed(ray_cluster, options: ClusterOptions, running: int):
+    """The streamer application, scaled by ``options``, once ``running`` replicas run;
+    deleted afterwards (the next module deploys its own)."""
+    replica = ReplicaOptions(
+        PipelineOptions(backend="torch"), ServerOptions(), str(ray_cluster.store.path)
+    )
+    serve.run(build(options, replica), name=APP_NAME, route_prefix="/", blocking=False)
+    try:
+        wait_running(running)
+        yield ray_cluster
+    finally:
+        serve.delete(APP_NAME)
+
+
+@pytest.fixture(scope="module")
+def proxy(ray_cluster):
+    """Serve's proxy (``.port``) in front of two replicas, one on each node."""
+    with deployed(ray_cluster, ClusterOptions(replicas=2, cpus_per_replica=1.0), 2) as cluster:
+        yield cluster
 
 
 async def replica_of(client: Client) -> str:
