@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
+import urllib.error
+import urllib.request
 
 import ray
 from websockets.exceptions import ConnectionClosed
@@ -157,3 +160,39 @@ def test_killing_a_replica_ends_only_its_streams(proxy):
         (a_id, REPLICA_DIED),
         (b_id, "ended by its client"),
     ]
+
+
+def get(proxy, path: str, headers: dict | None = None) -> tuple[int, str, str]:
+    """A plain GET through Serve's proxy: (status, content type, body)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{proxy.port}{path}", headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.headers["Content-Type"], response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Content-Type"], error.read().decode()
+
+
+def test_metrics_and_healthz_cover_every_replica_and_the_page_loads_through_the_proxy(proxy):
+    status, _, body = get(proxy, "/healthz")
+    health = json.loads(body)
+    assert status == 200 and health["cluster"]["replicas"] == 2
+    replicas = set(health["cluster"]["health"])
+    assert len(replicas) == 2 and health["replica"] in replicas
+    _, _, text = get(proxy, "/metrics")
+    labelled = {line.split('replica="')[1].split('"')[0] for line in text.splitlines()
+                if line.startswith("streamer_streams{")}  # fmt: skip
+    assert labelled == replicas
+    status, kind, page = get(proxy, "/")
+    assert status == 200 and kind.startswith("text/html") and "/web/app.js" in page
+    for asset in ("app.js", "style.css", "icon.svg"):
+        assert get(proxy, f"/web/{asset}")[0] == 200
+    assert get(proxy, "/nothing")[0] == 404
+
+    async def page_socket():  # the page's own origin, as a browser sends it
+        origin = f"http://127.0.0.1:{proxy.port}"
+        client = await Client.connect(proxy, additional_headers={"Origin": origin})
+        ready = await client.hello("subscribe")
+        await client.close()
+        return ready
+
+    assert run(page_socket(), 60)["type"] == "ready"
