@@ -34,6 +34,8 @@ class PipelineOptions:
         backend: ``auto`` (MLX on Apple Silicon when installed, else torch), ``torch``
             or ``mlx``.
         device: torch device for the encoder (``cpu``, ``cuda``, ``mps``; ``None``: cpu).
+        precision: ``fp32``, or ``int8``: the encoder quantised on onnxruntime's CPU
+            kernels (ge2e only; built once and cached, README: Cheaper encoder passes).
         threads: CPU threads for torch and for numpy's BLAS and OpenMP pools (process-wide);
             one is fastest per window on small machines — batch windows across streams
             instead of adding threads.
@@ -43,6 +45,7 @@ class PipelineOptions:
     weights: str | Path | None = None
     backend: str = "auto"
     device: str | None = None
+    precision: str = "fp32"
     threads: int = 1
     worker: WorkerOptions = field(default_factory=WorkerOptions)
     gate: GateOptions = field(default_factory=GateOptions)
@@ -55,7 +58,9 @@ def build_engine(options: PipelineOptions, store: ProfileStore | None = None) ->
         raise ConfigError(f"threads must be at least 1, got {options.threads}")
     torch.set_num_threads(options.threads)
     spec = get_spec(options.model)
-    embedder = Embedder(spec, options.weights, options.device, options.backend)
+    embedder = Embedder(
+        spec, options.weights, options.device, options.backend, precision=options.precision
+    )
     profiles = {}
     if store is not None:
         profiles = {p.name: p.embedding for p in store.for_model(spec.name)}

@@ -110,8 +110,9 @@ def add_profiles_option(parser: argparse.ArgumentParser, suppress: bool = False)
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--weights``, ``--backend``, ``--device`` and ``--threads``."""
-    from ..models import MODELS
+    """``--model``, ``--weights``, ``--backend``, ``--device``, ``--precision`` and
+    ``--threads``."""
+    from ..models import MODELS, PRECISIONS
     from ..models.backends import BACKENDS
 
     group = parser.add_argument_group("model")
@@ -133,6 +134,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--device", help="torch device: cpu, cuda, cuda:N or mps (default: cpu; implies torch)"
+    )
+    group.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="encoder arithmetic: fp32, or int8 on onnxruntime's CPU kernels (ge2e only; "
+        "needs pip install 'streamer[int8]'; default: fp32)",
     )
     group.add_argument(
         "--threads",
@@ -158,6 +166,7 @@ def pipeline_options(args: argparse.Namespace, **options):
         weights=args.weights,
         backend=args.backend,
         device=args.device,
+        precision=args.precision,
         threads=args.threads,
         **options,
     )

@@ -256,6 +256,7 @@ def serve_on_ray(args: argparse.Namespace, options: ServerOptions, store) -> int
         weights=args.weights,
         backend="torch" if args.backend == "auto" else args.backend,
         device=args.device,
+        precision=args.precision,
         threads=args.threads,
     )
     gpus = 1.0 if (args.device or "").startswith("cuda") else 0.0

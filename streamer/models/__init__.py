@@ -31,6 +31,8 @@ class ModelSpec:
             callable from ``(batch, frames, features)`` float32 to ``(batch, dim)`` unit
             vectors (with ``resume`` for recurrent models); ``None`` when the model has no
             MLX version.
+        to_int8: given the loaded torch encoder, its int8 version on onnxruntime (called
+            and resumed as the MLX twin is); ``None`` when the model has none.
         untrained: builds the torch encoder with random weights (tests, benchmarks).
         target_level_dbfs: windows are scaled to this RMS level before encoding, or
             left alone when ``None`` (only for linear power or magnitude features).
@@ -48,6 +50,7 @@ class ModelSpec:
     frontend: Callable[[], Frontend]
     load: Callable[[str | Path | None], torch.nn.Module]
     to_mlx: Callable[[torch.nn.Module], Callable[[np.ndarray], np.ndarray]] | None = None
+    to_int8: Callable[[torch.nn.Module], Callable[[np.ndarray], np.ndarray]] | None = None
     untrained: Callable[[], torch.nn.Module] | None = None
     target_level_dbfs: float | None = None
     level_power: float = 2.0
@@ -66,7 +69,7 @@ class ModelSpec:
 def _ge2e() -> ModelSpec:
     """GE2E d-vectors: 1.6 s windows (160 frames), the length it was trained on."""
     from ..features.ge2e_mel import GE2EMel
-    from .ge2e_lstm import EMBEDDING_DIM, GE2EEncoder, ge2e_to_mlx, load_ge2e
+    from .ge2e_lstm import EMBEDDING_DIM, GE2EEncoder, ge2e_to_int8, ge2e_to_mlx, load_ge2e
 
     return ModelSpec(
         name="ge2e",
@@ -78,6 +81,7 @@ def _ge2e() -> ModelSpec:
         frontend=GE2EMel,
         load=load_ge2e,
         to_mlx=ge2e_to_mlx,
+        to_int8=ge2e_to_int8,
         untrained=GE2EEncoder,
         target_level_dbfs=-30.0,
         recurrent=True,
@@ -149,12 +153,17 @@ def get_spec(name: str) -> ModelSpec:
     return MODELS[name]()
 
 
+PRECISIONS = ("fp32", "int8")
+
+
 class Embedder:
     """A loaded model on a backend: batched windows of features in, unit embeddings out.
 
     ``backend`` is ``auto``, ``torch`` or ``mlx`` (:mod:`.backends` says how ``auto``
     decides); ``device`` is a torch device (``None``: cpu). ``module`` replaces the loaded
-    weights with an already built encoder (e.g. ``spec.untrained()``).
+    weights with an already built encoder (e.g. ``spec.untrained()``). ``precision``
+    ``int8`` runs the encoder quantised on onnxruntime's CPU kernels instead
+    (:mod:`.onnx_int8`; ``auto`` then means torch's CPU for the rest).
     """
 
     def __init__(
@@ -164,11 +173,25 @@ class Embedder:
         device: str | None = None,
         backend: str = "auto",
         module: torch.nn.Module | None = None,
+        precision: str = "fp32",
     ) -> None:
         self.spec = spec
-        self.backend = choose_backend(backend, device)
+        self.precision = precision
         self.device: torch.device | None = None
+        self._twin = None  # the MLX or int8 encoder that runs instead of the torch module
         # Options are checked before the weights load.
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {precision!r}; choose fp32 or int8")
+        if precision == "int8":
+            if spec.to_int8 is None:
+                raise ConfigError(f"model {spec.name} has no int8 version; use --precision fp32")
+            if backend == "mlx" or (device is not None and check_device(device).type != "cpu"):
+                raise ConfigError(
+                    "--precision int8 runs on the CPU (onnxruntime): drop --backend mlx and "
+                    "--device, or use --precision fp32"
+                )
+            backend = "torch"
+        self.backend = choose_backend(backend, device)
         if self.backend == "torch":
             self.device = check_device(device or "cpu")
         elif spec.to_mlx is None:
@@ -177,12 +200,16 @@ class Embedder:
             import_mlx()
         self.module = (module if module is not None else spec.load(weights)).eval()
         if self.backend == "mlx":
-            self._mlx = spec.to_mlx(self.module)
+            self._twin = spec.to_mlx(self.module)
+        elif precision == "int8":
+            self._twin = spec.to_int8(self.module)
         else:
             self.module.to(self.device)
 
     def describe(self) -> str:
         """Where the encoder runs, e.g. ``torch on cpu``."""
+        if self.precision == "int8":
+            return "onnxruntime int8 on cpu"
         where = str(self.device) if self.backend == "torch" else mlx_device_name()
         return f"{self.backend} on {where}"
 
@@ -194,8 +221,8 @@ class Embedder:
         normalisation apply; the features are scaled in place.
         """
         self._normalise(windows, levels_dbfs)
-        if self.backend == "mlx":
-            return self._mlx(windows)
+        if self._twin is not None:
+            return self._twin(windows)
         x = torch.from_numpy(windows).to(self.device)
         return self.module(x).float().cpu().numpy()
 
@@ -217,8 +244,8 @@ class Embedder:
         if not self.spec.recurrent:
             raise ConfigError(f"model {self.spec.name} is not recurrent; it cannot resume")
         self._normalise(frames, levels_dbfs)
-        if self.backend == "mlx":
-            return self._mlx.resume(frames, states, readouts)
+        if self._twin is not None:
+            return self._twin.resume(frames, states, readouts)
         x = torch.from_numpy(frames).to(self.device)
         state = None if states is None else torch.from_numpy(states).to(self.device)
         outputs, state = self.module.resume(x, state)

@@ -115,3 +115,10 @@ class GE2EMLX:
 def ge2e_to_mlx(module: GE2EEncoder) -> GE2EMLX:
     """The MLX twin of ``module``."""
     return GE2EMLX(module)
+
+
+def ge2e_to_int8(module: GE2EEncoder):
+    """``module`` quantised to int8 on onnxruntime (:mod:`.onnx_int8`, cached on disk)."""
+    from .onnx_int8 import OnnxInt8GE2E
+
+    return OnnxInt8GE2E(module)

@@ -1,0 +1,153 @@
+"""``--precision int8``: the GE2E encoder quantised on onnxruntime, its disk cache, and the
+one-line errors when it cannot run."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from streamer.errors import ConfigError
+from streamer.evaluation.synth import conversation, speech
+from streamer.features.ge2e_mel import GE2EMel
+from streamer.models import Embedder, get_spec
+
+needs_ort = pytest.mark.skipif(
+    importlib.util.find_spec("onnxruntime") is None or importlib.util.find_spec("onnx") is None,
+    reason="onnxruntime or onnx not installed (pip install 'streamer[int8]')",
+)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A private cache folder: no test reads or writes the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "streamer"
+
+
+def speech_windows(count_per_voice: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """1.6 s windows of five synthetic voices and their RMS levels (dBFS)."""
+    windows, levels = [], []
+    for i, voice in enumerate(("alice", "bob", "carol", "dave", "erin")):
+        audio = speech(voice, 4.0, seed=300 + i)
+        frames = GE2EMel().push(audio)
+        for start in np.linspace(0, len(frames) - 160, count_per_voice).astype(int):
+            windows.append(frames[start : start + 160])
+            piece = audio[start * 160 : (start + 160) * 160].astype(np.float64)
+            levels.append(10 * np.log10(np.mean(piece**2) + 1e-10))
+    return np.stack(windows).astype(np.float32), np.array(levels)
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a * b, axis=-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+
+
+@needs_ort
+def test_int8_embeddings_stay_close_to_fp32(embedder, cache):
+    windows, levels = speech_windows()
+    int8 = Embedder(embedder.spec, module=embedder.module, precision="int8")
+    assert int8.describe() == "onnxruntime int8 on cpu"
+    ours = int8.embed(windows.copy(), levels)
+    reference = embedder.embed(windows.copy(), levels)
+    assert ours.shape == reference.shape and ours.dtype == np.float32
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    cos = cosines(ours, reference)
+    assert np.median(cos) >= 0.99, np.sort(cos)[:5]
+    assert cos.min() >= 0.97, np.sort(cos)[:5]
+
+
+@needs_ort
+def test_int8_resumes_like_fp32(embedder, cache):
+    """Onset windows: one pass in pieces with the state carried, read out where windows
+    end, close to fp32's windows alone; the state has the torch module's layout."""
+    int8 = Embedder(embedder.spec, module=embedder.module, precision="int8")
+    frames = GE2EMel().push(speech("bob", 2.0, seed=9))
+    rows = np.stack([frames[:120], frames[40:160]])
+    level = np.array([-38.0, -25.0])
+    first, state = int8.resume(rows[:, :60].copy(), None, [60], level)
+    _, fp32_state = embedder.resume(rows[:, :60].copy(), None, [60], level)
+    assert state.shape == fp32_state.shape
+    assert cosines(state, fp32_state).min() >= 0.99
+    rest, _ = int8.resume(rows[:, 60:].copy(), state, [10, 20, 60], level)
+    resumed = np.concatenate([first, rest], axis=1)
+    for i, length in enumerate([60, 70, 80, 120]):
+        alone = embedder.embed(rows[:, :length].copy(), level)
+        assert cosines(resumed[:, i], alone).min() >= 0.98
+
+
+@needs_ort
+def test_the_quantised_model_is_cached_and_a_corrupt_cache_is_rebuilt(embedder, cache):
+    first = Embedder(embedder.spec, module=embedder.module, precision="int8")
+    path = first._twin.path
+    assert first._twin.built and path.parent == cache and path.is_file()
+    assert [p.name for p in cache.iterdir()] == [path.name]  # no temporary files left
+    stamp = path.stat().st_mtime_ns
+    second = Embedder(embedder.spec, module=embedder.module, precision="int8")
+    assert not second._twin.built and path.stat().st_mtime_ns == stamp
+    windows, levels = speech_windows(2)
+    expected = first.embed(windows.copy(), levels)
+    assert np.array_equal(second.embed(windows.copy(), levels), expected)
+    path.write_bytes(path.read_bytes()[:5000])  # truncated, as by a crash elsewhere
+    third = Embedder(embedder.spec, module=embedder.module, precision="int8")
+    assert third._twin.built
+    assert np.array_equal(third.embed(windows.copy(), levels), expected)
+    # Other weights, another file.
+    other = Embedder(embedder.spec, module=embedder.spec.untrained(), precision="int8")
+    assert other._twin.path != path and other._twin.built
+
+
+@needs_ort
+def test_track_with_int8_names_the_same_speakers(tmp_path, cache):
+    """The whole CLI path: enroll and track with ``--precision int8``."""
+    from streamer.cli import main
+
+    store = tmp_path / "profiles"
+    for i, name in enumerate(("alice", "bob")):
+        sf.write(tmp_path / f"{name}.wav", speech(name, 8.0, seed=401 + i), 16_000)
+        args = ["enroll", name, str(tmp_path / f"{name}.wav"), "--profiles", str(store)]
+        assert main([*args, "--precision", "int8"]) == 0
+    talk, _ = conversation([("alice", 6.0), ("bob", 6.0), ("alice", 5.0)], gap_s=0.6, seed=7)
+    sf.write(tmp_path / "talk.wav", talk, 16_000)
+    rttm = tmp_path / "talk.rttm"
+    args = ["track", str(tmp_path / "talk.wav"), "--profiles", str(store), "--quiet"]
+    assert main([*args, "--rttm", str(rttm), "--precision", "int8"]) == 0
+    speech_s: dict[str, float] = {}
+    for line in rttm.read_text().splitlines():
+        fields = line.split()
+        speech_s[fields[7]] = speech_s.get(fields[7], 0.0) + float(fields[4])
+    assert speech_s.get("alice", 0) > 8 and speech_s.get("bob", 0) > 4, speech_s
+
+
+def test_missing_onnxruntime_is_one_line_that_says_what_to_install(
+    tmp_path, monkeypatch, capsys, cache
+):
+    sf.write(tmp_path / "talk.wav", speech("alice", 2.0, seed=1), 16_000)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if absent
+    with pytest.raises(ConfigError, match=r"pip install 'streamer\[int8\]'"):
+        Embedder(get_spec("ge2e"), precision="int8")
+    from streamer.cli import main
+
+    assert main(["track", str(tmp_path / "talk.wav"), "--precision", "int8"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "streamer[int8]" in err[0] and "Traceback" not in err[0], err
+
+
+def test_int8_options_that_cannot_work_are_refused():
+    with pytest.raises(ConfigError, match="no int8 version"):
+        Embedder(get_spec("rf5-gru"), precision="int8")
+    with pytest.raises(ConfigError, match="runs on the CPU"):
+        Embedder(get_spec("ge2e"), backend="mlx", precision="int8")
+    with pytest.raises(ConfigError, match="unknown precision"):
+        Embedder(get_spec("ge2e"), precision="fp16")
+
+
+@needs_ort
+def test_an_unwritable_cache_is_one_clear_error(embedder, tmp_path, monkeypatch):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    with pytest.raises(ConfigError, match="cannot write the int8 encoder's cache"):
+        Embedder(embedder.spec, module=embedder.module, precision="int8")
