@@ -17,6 +17,11 @@ Every replica holds one link to it (:mod:`~streamer.ray.link`):
   (milliseconds, well within a second); two writes to one profile: the later wins.
   Files changed behind the hub's back (``streamer enroll`` into the same folder) are
   seen after the next write or a restart of the hub.
+- **Requests about another replica's stream.** ``enroll``, ``cancel`` and ``promote``
+  may name a stream held by another replica (the web page's control connection lands
+  on any replica): :meth:`ClusterHub.forward` hands the request to the stream's replica,
+  which does it as its own and sends each reply back (:meth:`ClusterHub.reply`) to the
+  asking client's replica.
 - **Questions.** :meth:`ClusterHub.ask` puts one question (``health``, ``metrics``) in
   every replica's queue and gathers their answers (:meth:`ClusterHub.answer`), so
   ``/healthz`` and ``/metrics`` on any replica cover the whole cluster.
@@ -51,7 +56,9 @@ HEAD_RESOURCE = "node:__internal_head__"
 Message = tuple
 """What travels between replicas and the hub: ``("events", [event dicts])``,
 ``("started", state dict)``, ``("ended", stream, audio_s, reason)``,
-``("profiles", version, {name: Profile})``, ``("ask", number, question)``."""
+``("profiles", version, {name: Profile})``, ``("ask", number, question)``,
+``("request", replica, connection, Request)`` (do it; the replies go to that replica's
+connection) and ``("reply", connection, message)``."""
 ANSWER_TIMEOUT_S = 2.0
 
 
@@ -168,6 +175,25 @@ class ClusterHub:
         for replica, queue in self._queues.items():
             if replica != origin:
                 queue.put_nowait(batch)
+
+    # Requests about another replica's stream
+
+    async def forward(self, origin: str, connection: int, request) -> bool:
+        """A client's request about a stream of another replica (a
+        :class:`~streamer.server.protocol.Request` naming it): to that replica; False if
+        no replica holds the stream."""
+        entry = self.streams.get(request.stream)
+        queue = self._queues.get(entry[0]) if entry is not None else None
+        if queue is None or entry[0] == origin:
+            return False
+        queue.put_nowait([("request", origin, connection, request)])
+        return True
+
+    async def reply(self, origin: str, connection: int, message: dict) -> None:
+        """A reply to a forwarded request: to the asking client's replica."""
+        queue = self._queues.get(origin)
+        if queue is not None:
+            queue.put_nowait([("reply", connection, message)])
 
     async def cluster(self) -> dict:
         """Replicas and their open streams (``/healthz``)."""

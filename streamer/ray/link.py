@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import ray
@@ -156,6 +157,14 @@ class HubLink:
     async def release(self, stream_id: str) -> None:
         await self.hub.release.remote(stream_id)
 
+    async def forward(self, connection: int, request) -> bool:
+        """Send a request about another replica's stream there (see the hub)."""
+        return await self.hub.forward.remote(self.replica, connection, request)
+
+    def reply(self, replica: str, connection: int, message: dict) -> None:
+        """A reply to a request another replica forwarded: to its client."""
+        self.hub.reply.remote(replica, connection, message)
+
     def answer(self, number: int, value) -> None:
         """This replica's answer to the hub's question ``number``."""
         self.hub.answer.remote(number, self.replica, value)
@@ -176,3 +185,16 @@ class HubLink:
                 ready.set_exception(exc)
         else:
             self.failure = ConnectionError("the hub closed this replica's feed")
+
+
+@dataclass(frozen=True)
+class RemoteClient:
+    """A client of another replica whose request this replica does: the requester of an
+    enrollment or a promote, answered through the hub."""
+
+    link: HubLink
+    replica: str
+    connection: int
+
+    def reply(self, message: dict) -> None:
+        self.link.reply(self.replica, self.connection, message)

@@ -34,15 +34,18 @@ from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close
 
-from ..errors import ProtocolError
+from ..errors import ProtocolError, StreamerError
 from ..pipeline import PipelineOptions, build_engine
 from ..profiles import default_store_path
 from ..server.app import Server
+from ..server.connection import serve_stream_request
 from ..server.http import HttpRoutes
 from ..server.metrics import CONTENT_TYPE_LATEST
 from ..server.options import ServerOptions
+from ..server.protocol import Request as StreamRequest
+from ..server.protocol import error_message
 from .hub import Message, start_hub
-from .link import ClusterStore, HubLink, LinkedHub
+from .link import ClusterStore, HubLink, LinkedHub, RemoteClient
 
 log = logging.getLogger("streamer.ray")
 
@@ -151,8 +154,36 @@ class ReplicaServer(Server):
                     await self.refresh_profiles()
             elif message[0] == "ask":
                 self.link.answer(message[1], self.answer(message[2]))
+            elif message[0] == "request":
+                self.background(self._serve_forwarded(*message[1:]))
+            elif message[0] == "reply":
+                self._reply_to(*message[1:])
             else:
                 self.hub.receive([message])
+
+    async def forward(self, request: StreamRequest, connection: int) -> bool:
+        return await self.link.forward(connection, request)
+
+    async def _serve_forwarded(self, origin: str, connection: int, request: StreamRequest):
+        """Another replica's client asked for something on one of this replica's streams."""
+        client = RemoteClient(self.link, origin, connection)
+        try:
+            session = self.open_session(request.stream)
+            await serve_stream_request(self, request, session, client)
+        except StreamerError as exc:
+            known = exc.request_id if exc.request_id is not None else request.id
+            client.reply(error_message(exc, known))
+        except Exception:
+            log.exception("a request from replica %s failed", origin)
+            message = "internal error; the daemon's log has the details"
+            error = {"type": "error", "code": "internal", "message": message}
+            client.reply(error if request.id is None else {**error, "id": request.id})
+
+    def _reply_to(self, connection: int, message: dict) -> None:
+        """A reply to a request one of this replica's clients sent to another replica."""
+        client = next((c for c in self.connections if c.number == connection), None)
+        if client is not None:
+            client.outbox.reply(message)
 
     def answer(self, question: str):
         """``health``: this replica's health; ``metrics``: its Prometheus text."""

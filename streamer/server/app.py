@@ -49,6 +49,7 @@ from .protocol import (
     report_info,
     token_matches,
 )
+from .protocol import Request as StreamRequest
 from .runner import EngineRunner, EnrollProgress
 from .session import Enrollment, Session
 from .workers import WorkerPool
@@ -310,6 +311,22 @@ class Server:
         self.metrics.streams.set(len(self.sessions))
         self.hub.stream_started(StreamState(stream_id, source, audio, time.time()))
         return session
+
+    def open_session(self, stream_id: str) -> Session:
+        """The open stream ``stream_id``; an ``unknown_stream`` error if there is none."""
+        session = self.sessions.get(stream_id)
+        if session is None or session.closing:
+            known = ", ".join(sorted(self.hub.streams)) or "none"
+            raise ProtocolError(
+                "unknown_stream", f"no open stream {stream_id!r} (open streams: {known})"
+            )
+        return session
+
+    async def forward(self, request: StreamRequest, connection: int) -> bool:
+        """Send a request about a stream this daemon does not hold to where that stream
+        is, if anywhere (another replica of a cluster); its replies go to connection
+        number ``connection``. Whether it was sent: a lone daemon has nowhere to send it."""
+        return False
 
     async def open_websocket_stream(
         self, stream_id: str | None, audio_format: AudioFormat, owner: int

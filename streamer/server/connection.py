@@ -32,7 +32,7 @@ from .protocol import (
     error_message,
     report_info,
 )
-from .session import Enrollment, Session, disconnect_reason
+from .session import Enrollment, Requester, Session, disconnect_reason
 
 if TYPE_CHECKING:  # annotations only: the server imports this module, not the reverse
     from .app import Server
@@ -317,39 +317,49 @@ class Connection:
                     "bad_message", f'{request.type} needs a stream: add "stream": ID'
                 )
             return self.session
-        session = self.server.sessions.get(request.stream)
-        if session is None or session.closing:
-            known = ", ".join(sorted(self.server.sessions)) or "none"
-            raise ProtocolError(
-                "unknown_stream", f"no open stream {request.stream!r} (open streams: {known})"
-            )
-        return session
+        return self.server.open_session(request.stream)
 
-    async def _enroll(self, request: Request) -> None:
-        session = self._target(request)
+    async def _stream_request(self, request: Request) -> None:
+        """``enroll``, ``cancel`` or ``promote``: here, or where the stream is (a cluster)."""
+        elsewhere = request.stream is not None and request.stream not in self.server.sessions
+        if elsewhere and await self.server.forward(request, self.number):
+            return  # its replies come back from the stream's own replica
+        await serve_stream_request(self.server, request, self._target(request), self.outbox)
+
+    _enroll = _cancel = _promote = _stream_request
+
+
+async def serve_stream_request(
+    server: Server, request: Request, session: Session, requester: Requester
+) -> None:
+    """Do an ``enroll``, ``cancel`` or ``promote`` request on ``session``; its replies go to
+    ``requester`` (an :class:`~streamer.server.hub.Outbox`, or a client on another replica)."""
+
+    def reply(message: dict) -> None:
+        if request.id is not None:
+            message["id"] = request.id
+        requester.reply(message)
+
+    if request.type == "enroll":
         enrollment = Enrollment(
             name=check_name(request.name),
             seconds=request.seconds,
             force=request.force,
-            requester=self.outbox,
+            requester=requester,
             request_id=request.id,
         )
-        await self.server.start_enroll(session, enrollment)
-
-    async def _cancel(self, request: Request) -> None:
-        session = self._target(request)
-        enrollment = await self.server.cancel_enroll(session)
+        await server.start_enroll(session, enrollment)
+    elif request.type == "cancel":
+        enrollment = await server.cancel_enroll(session)
         cancelled = {"type": "enroll_cancelled", "stream": session.id, "name": enrollment.name}
         enrollment.reply(dict(cancelled))
-        if enrollment.requester is not self.outbox:
-            self.reply(cancelled, request.id)
-
-    async def _promote(self, request: Request) -> None:
-        session = self._target(request)
+        if enrollment.requester != requester:
+            reply(cancelled)
+    else:
         name = check_name(request.name)
-        report = await self.server.promote(session, request.label, name)
+        report = await server.promote(session, request.label, name)
         promoted = {"type": "promoted", "stream": session.id, "label": request.label, "name": name}
-        self.reply({**promoted, **report_info(report)}, request.id)
+        reply({**promoted, **report_info(report)})
 
 
 class Refusals:

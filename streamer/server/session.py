@@ -7,13 +7,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from ..errors import AudioError
 from ..sources.websocket import FrameDecoder
 from ..worker import Stream
-from .hub import Outbox
 from .metrics import Metrics
 from .runner import EngineRunner
 
@@ -52,6 +52,13 @@ class PushClock:
         return None
 
 
+class Requester(Protocol):
+    """Where a request's replies go: a client's :class:`~streamer.server.hub.Outbox`, or
+    a client of another replica of a cluster."""
+
+    def reply(self, message: dict) -> None: ...
+
+
 @dataclass
 class Enrollment:
     """A live enrollment of a stream: who asked, for which name, and how to answer."""
@@ -59,7 +66,7 @@ class Enrollment:
     name: str
     seconds: float
     force: bool
-    requester: Outbox
+    requester: Requester
     request_id: object = None
     start_s: float = 0.0
     started: bool = False  # enroll_started was sent

@@ -48,12 +48,12 @@ async def streams_on_two_replicas(proxy) -> list[tuple[Client, str, str]]:
     return list(chosen.values())
 
 
-async def subscriber_on(proxy, replica: str) -> Client:
-    """A subscriber on ``replica`` (other connections opened on the way are closed)."""
+async def connection_on(proxy, replica: str, role: str = "subscribe") -> Client:
+    """A connection of ``role`` on ``replica`` (others opened on the way are closed)."""
     others = []
     try:
         for _ in range(8):
-            client = await Client.open(proxy, "subscribe", listen=True)
+            client = await Client.open(proxy, role, listen=True)
             if await replica_of(client) == replica:
                 return client
             others.append(client)
@@ -68,7 +68,7 @@ def test_streams_land_on_both_replicas_and_one_subscriber_sees_them_all(proxy):
 
     async def scenario():
         (a, a_id, a_replica), (b, b_id, b_replica) = await streams_on_two_replicas(proxy)
-        watcher = await subscriber_on(proxy, a_replica)  # b's events cross the hub to it
+        watcher = await connection_on(proxy, a_replica)  # b's events cross the hub to it
         await asyncio.gather(a.send_audio(alice), b.send_audio(bob))
         await asyncio.gather(a.end(), b.end())
         ended = {(await watcher.next("stream_ended", timeout_s=60))["stream"] for _ in "ab"}
@@ -93,25 +93,31 @@ def test_a_voice_enrolled_through_one_replica_is_named_on_the_other(proxy):
     carol, later = speech("carol", 9.0, seed=71), speech("carol", 6.0, seed=73)
 
     async def scenario():
-        (a, a_id, _), (b, b_id, _) = await streams_on_two_replicas(proxy)
-        await a.send({"type": "enroll", "name": "carol", "seconds": 8})
-        await a.next("enroll_started")
+        (a, a_id, a_replica), (b, b_id, b_replica) = await streams_on_two_replicas(proxy)
+        # Asked for on b's replica (as the web page's control connection may be) of a's
+        # stream: a's replica enrolls, the replies come back through the hub.
+        control = await connection_on(proxy, b_replica, "control")
+        request = {"type": "enroll", "stream": a_id, "name": "carol", "seconds": 8, "id": 7}
+        await control.send(request)
+        started = await control.next("enroll_started", "error")
         await a.send_audio(carol)
-        done = await a.next("enroll_done", timeout_s=60)
+        done = await control.next("enroll_done", timeout_s=60)
         done_at = time.monotonic()
         notice = await b.next("profiles", timeout_s=10)  # b's replica took the new profile
         noticed_at = time.monotonic()
         # A write the store refuses comes back as the store's own one-line error.
         refused = await b.request({"type": "rename", "name": "carol", "new_name": "alice"})
+        nowhere = await control.request({"type": "cancel", "stream": "nowhere", "id": 8})
         await b.send_audio(later)
         await b.end()
         await a.end()
-        for client in (a, b):
+        for client in (a, b, control):
             await client.close()
-        return done, notice, noticed_at - done_at, refused, b.events(b_id)
+        return started, done, notice, noticed_at - done_at, refused, nowhere, b.events(b_id)
 
-    done, notice, delay_s, refused, events = run(scenario(), 240)
-    assert done["saved"] is True, done
+    started, done, notice, delay_s, refused, nowhere, events = run(scenario(), 240)
+    assert started["type"] == "enroll_started" and started["id"] == 7, started
+    assert done["saved"] is True and done["id"] == 7, done
     assert [p["name"] for p in notice["profiles"]] == ["alice", "bob", "carol"]
     assert delay_s < 1.0
     assert "carol" in proxy.store.names()  # on the hub's node, in the usual files
@@ -120,46 +126,8 @@ def test_a_voice_enrolled_through_one_replica_is_named_on_the_other(proxy):
         "code": "profile",
         "message": "a profile named 'alice' exists already; remove it first",
     }
+    assert (nowhere["code"], nowhere["id"]) == ("unknown_stream", 8), nowhere
     assert label_share(events, 0.0, 6.0).get("carol", 0) > 4.5
-
-
-def test_killing_a_replica_ends_only_its_streams(proxy):
-    alice, bob = speech("alice", 4.0, seed=21), speech("bob", 8.0, seed=22)
-
-    async def scenario():
-        (a, a_id, a_replica), (b, b_id, b_replica) = await streams_on_two_replicas(proxy)
-        watcher = await subscriber_on(proxy, b_replica)
-        await asyncio.gather(a.send_audio(alice), b.send_audio(bob[: len(bob) // 2]))
-        await b.next("speaker", timeout_s=30)
-        name = next(
-            n["name"]
-            for n in ray.util.list_named_actors(all_namespaces=True)
-            if n["name"].endswith(f"#{a_replica}")
-        )
-        ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
-        ended = await watcher.next("stream_ended", timeout_s=30)
-        # Its own client loses the connection (the proxy drops it with the replica).
-        await asyncio.wait_for(a.ws.wait_closed(), 30)
-        with contextlib.suppress(ConnectionClosed):
-            await a._reader
-        before = len(b.events(b_id))
-        await b.send_audio(bob[len(bob) // 2 :])
-        b_ended = await b.end()
-        await watcher.next("stream_ended", timeout_s=30)
-        for client in (b, watcher):
-            await client.close()
-        return a_id, b_id, ended, b_ended, before, b.events(b_id), watcher
-
-    a_id, b_id, ended, b_ended, before, b_events, watcher = run(scenario(), 240)
-    assert ended["stream"] == a_id and ended["reason"] == REPLICA_DIED
-    assert b_ended["stream"] == b_id and b_ended["audio_s"] == 8.0
-    assert len(b_events) > before  # b carried on after a's replica died
-    assert label_share(b_events, 0.0, 8.0).get("bob", 0) > 6.0
-    endings = [m for _, m in watcher.received if m["type"] == "stream_ended"]
-    assert [(m["stream"], m["reason"]) for m in endings] == [
-        (a_id, REPLICA_DIED),
-        (b_id, "ended by its client"),
-    ]
 
 
 def get(proxy, path: str, headers: dict | None = None) -> tuple[int, str, str]:
@@ -196,3 +164,43 @@ def test_metrics_and_healthz_cover_every_replica_and_the_page_loads_through_the_
         return ready
 
     assert run(page_socket(), 60)["type"] == "ready"
+
+
+# Last in the module: it kills a replica, and Serve's replacement attaches to the hub later.
+def test_killing_a_replica_ends_only_its_streams(proxy):
+    alice, bob = speech("alice", 4.0, seed=21), speech("bob", 8.0, seed=22)
+
+    async def scenario():
+        (a, a_id, a_replica), (b, b_id, b_replica) = await streams_on_two_replicas(proxy)
+        watcher = await connection_on(proxy, b_replica)
+        await asyncio.gather(a.send_audio(alice), b.send_audio(bob[: len(bob) // 2]))
+        await b.next("speaker", timeout_s=30)
+        name = next(
+            n["name"]
+            for n in ray.util.list_named_actors(all_namespaces=True)
+            if n["name"].endswith(f"#{a_replica}")
+        )
+        ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+        ended = await watcher.next("stream_ended", timeout_s=30)
+        # Its own client loses the connection (the proxy drops it with the replica).
+        await asyncio.wait_for(a.ws.wait_closed(), 30)
+        with contextlib.suppress(ConnectionClosed):
+            await a._reader
+        before = len(b.events(b_id))
+        await b.send_audio(bob[len(bob) // 2 :])
+        b_ended = await b.end()
+        await watcher.next("stream_ended", timeout_s=30)
+        for client in (b, watcher):
+            await client.close()
+        return a_id, b_id, ended, b_ended, before, b.events(b_id), watcher
+
+    a_id, b_id, ended, b_ended, before, b_events, watcher = run(scenario(), 240)
+    assert ended["stream"] == a_id and ended["reason"] == REPLICA_DIED
+    assert b_ended["stream"] == b_id and b_ended["audio_s"] == 8.0
+    assert len(b_events) > before  # b carried on after a's replica died
+    assert label_share(b_events, 0.0, 8.0).get("bob", 0) > 6.0
+    endings = [m for _, m in watcher.received if m["type"] == "stream_ended"]
+    assert [(m["stream"], m["reason"]) for m in endings] == [
+        (a_id, REPLICA_DIED),
+        (b_id, "ended by its client"),
+    ]
