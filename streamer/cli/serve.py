@@ -98,6 +98,21 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="N",
         help="with --ray: this many engine replicas (default: autoscale on load)",
     )
+    cluster.add_argument(
+        "--min-replicas",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="with --ray, autoscaling: the fewest replicas kept (default: 1)",
+    )
+    cluster.add_argument(
+        "--max-replicas",
+        type=positive_int,
+        default=8,
+        metavar="N",
+        help="with --ray, autoscaling: the most replicas started (default: 8); the "
+        "scaling delays are keys of `serve run streamer.ray:build_app` (README)",
+    )
     mic = add_mic_options(parser, "also track the local microphone")
     mic.add_argument("--mic-stream", metavar="ID", help="the microphone's stream id (default: mic)")
     limits = parser.add_argument_group("limits (docs/protocol.md#limits-and-backpressure)")
@@ -240,6 +255,10 @@ def serve_on_ray(args: argparse.Namespace, options: ServerOptions, store) -> int
     """``--ray``: deploy on a Ray cluster (``streamer.ray``) and serve until Ctrl-C."""
     if args.mic is not None:
         raise ConfigError("--mic and --ray do not go together: a cluster has no microphone")
+    if args.min_replicas > args.max_replicas:
+        raise ConfigError(
+            f"--min-replicas {args.min_replicas} is more than --max-replicas {args.max_replicas}"
+        )
     if not args.ray:
         # A local instance stays on loopback: Ray would otherwise bind its nodes to the
         # host's network address (it reads this variable when it is first imported).
@@ -262,6 +281,8 @@ def serve_on_ray(args: argparse.Namespace, options: ServerOptions, store) -> int
     gpus = 1.0 if (args.device or "").startswith("cuda") else 0.0
     cluster = ClusterOptions(
         replicas=args.replicas,
+        min_replicas=args.min_replicas,
+        max_replicas=args.max_replicas,
         gpus_per_replica=gpus,
         # --max-streams: per replica
         **({"streams_per_replica": m} if (m := options.limits.max_streams) else {}),

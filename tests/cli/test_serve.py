@@ -119,6 +119,11 @@ def test_a_public_address_needs_a_token(cli, no_model):
     assert "at least 8 characters" in cli("serve", "--token", "short").error
 
 
+def test_ray_replica_range(cli, no_model):
+    message = cli("serve", "--ray", "--min-replicas", "3", "--max-replicas", "2").error
+    assert message == "--min-replicas 3 is more than --max-replicas 2"
+
+
 def test_config_file(cli, no_model, tmp_path):
     config = tmp_path / "streamer.toml"
     config.write_text('host = "192.168.1.5"\n[limits]\nmax_streams = 4\n')
