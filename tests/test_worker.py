@@ -190,4 +190,3 @@ def test_adaptive_window_rate_holds_windows_and_keeps_events_independent_of_chun
     for start, end, speaker in convo[1]:
         expected = speaker if speaker in ENROLLED else "speaker-1"
         assert label_share(reference, start, end).get(expected, 0) >= 0.8 * (end - start)
-

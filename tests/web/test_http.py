@@ -62,13 +62,15 @@ def test_the_pages_own_origin_is_allowed_and_others_are_not(make_engine, store_o
             return {
                 "program": await handshake(server, own, None),
                 "own": await handshake(server, own, f"http://{own}"),
-                "localhost": await handshake(server, f"localhost:{server.port}",
-                                             f"http://localhost:{server.port}"),
+                "localhost": await handshake(
+                    server, f"localhost:{server.port}", f"http://localhost:{server.port}"
+                ),
                 "other port": await handshake(server, own, "http://127.0.0.1:3000"),
                 "other site": await handshake(server, own, "http://evil.example"),
                 # another site's name resolving to 127.0.0.1 (DNS rebinding)
-                "rebound": await handshake(server, f"evil.example:{server.port}",
-                                           f"http://evil.example:{server.port}"),
+                "rebound": await handshake(
+                    server, f"evil.example:{server.port}", f"http://evil.example:{server.port}"
+                ),
             }
 
     without_token = run(scenario(None))

@@ -79,9 +79,11 @@ def test_live_labels_then_promote_rename_and_delete(start_daemon, store_of, open
     page.wait_for_selector('#mic-toggle[data-state="on"]', timeout=10_000)
     assert page.get_attribute("#mic-toggle", "aria-pressed") == "true"
     # Another client's stream, watched from the stream picker.
-    meeting = Feeder(server.port, "meeting", np.concatenate(
-        [speech("bob", 8.0, seed=24), silence(1.0), speech("dave", 20.0, seed=25)]
-    ))
+    meeting = Feeder(
+        server.port,
+        "meeting",
+        np.concatenate([speech("bob", 8.0, seed=24), silence(1.0), speech("dave", 20.0, seed=25)]),
+    )
     meeting.start()
     page.check("#watch-meeting", timeout=10_000)
     page.wait_for_selector('[data-stream="meeting"] .speaker[data-label="bob"]', timeout=30_000)
@@ -121,8 +123,9 @@ def test_live_labels_then_promote_rename_and_delete(start_daemon, store_of, open
     wait_until(lambda: label_of(page) == "erin", 40, "erin's second turn to be named")
     page.wait_for_selector("#toasts:empty", state="attached", timeout=10_000)
     if_asked_update_docs(page)
-    page.wait_for_selector('[data-stream="meeting"] .speaker[data-label^="speaker-"]',
-                           timeout=30_000)
+    page.wait_for_selector(
+        '[data-stream="meeting"] .speaker[data-label^="speaker-"]', timeout=30_000
+    )
     meeting.stop()
 
     # The events place each voice at the right times.
