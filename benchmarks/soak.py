@@ -127,21 +127,27 @@ async def send_stream(url: str, stream_id: str, audio: np.ndarray, seconds: floa
             if speed > 0:
                 due = start + begin / SR / speed
                 await asyncio.sleep(max(0.0, due - loop.time()))
-            at = begin % len(audio)
-            await ws.send(audio[at : min(at + CHUNK, at + total - begin)].tobytes())
+            frame = np.arange(begin, min(begin + CHUNK, total)) % len(audio)  # loops around
+            await ws.send(audio[frame].tobytes())
         await ws.send(json.dumps({"type": "end"}))
         message = await asyncio.wait_for(ended, 600)
         await receiving
-    return {**counts, "audio_s": message["audio_s"], "sent_s": total / SR}
+    return {**counts, "stream": stream_id, "audio_s": message["audio_s"], "sent_s": total / SR}
 
 
-def complete(results: list[dict]) -> bool:
-    return all(
-        r["dropped"] == 0
-        and r["speech_start"] == r["speech_end"]
-        and r["audio_s"] >= r["sent_s"] - 0.02
-        for r in results
-    )
+def missing(results: list[dict]) -> list[str]:
+    """What did not arrive, per stream (empty: every event arrived)."""
+    problems = []
+    for r in results:
+        if r["dropped"]:
+            problems.append(f"{r['stream']}: {r['dropped']} dropped notices")
+        if r["speech_start"] != r["speech_end"]:
+            problems.append(
+                f"{r['stream']}: {r['speech_start']} speech_start, {r['speech_end']} speech_end"
+            )
+        if r["audio_s"] < r["sent_s"] - 0.001:  # ended: the audio it took, to 1 ms
+            problems.append(f"{r['stream']}: ended at {r['audio_s']} s of {r['sent_s']} s sent")
+    return problems
 
 
 async def soak(daemon: Daemon, audios: list[np.ndarray], lengths_s, speed: float, mode: str):
@@ -194,7 +200,8 @@ async def soak(daemon: Daemon, audios: list[np.ndarray], lengths_s, speed: float
         "wall_s": round(wall, 1),
         "speed_x_per_stream": round(audio_s / len(audios) / wall, 1),
         "events": sum(r["events"] for r in results),
-        "every_event_arrived": complete(results),
+        "every_event_arrived": not missing(results),
+        "missing": missing(results),
         "rss_idle_mb": round(total["idle"], 1),
         "rss_warm_mb": round(warm, 1),
         "rss_peak_mb": round(memory.peak_total, 1),

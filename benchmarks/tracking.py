@@ -100,6 +100,12 @@ def main(argv=None) -> int:
         action="store_true",
         help="cut turns at their drawn lengths, mid-word too, not at pauses (harder)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "int8"),
+        default="fp32",
+        help="the encoder's precision, as `streamer track --precision` (default fp32)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
 
@@ -113,7 +119,9 @@ def main(argv=None) -> int:
         )
 
     # As `streamer track` runs a file: the worker takes 4 s of audio per step.
-    engine = build_engine(PipelineOptions(worker=WorkerOptions(step_s=FILE_BATCH_S)))
+    engine = build_engine(
+        PipelineOptions(worker=WorkerOptions(step_s=FILE_BATCH_S), precision=args.precision)
+    )
     identity, live, ders, changes, missed = [], [], [], [], []
     closed, open_set = [], []
     audio_s = cpu_fast_s = 0.0
@@ -172,10 +180,12 @@ def main(argv=None) -> int:
         "rtf_fast": cpu_fast_s / audio_s,
         "rtf_realtime_batching": cpu_rt_s / conversation.duration_s,
         "torch_threads": torch.get_num_threads(),
+        "precision": args.precision,
     }
     table = Table(
         title=f"streamer tracking benchmark ({args.count} conversations, "
-        f"{condition_title(args)}, turns cut {'anywhere' if args.cut_anywhere else 'at pauses'})"
+        f"{condition_title(args)}, turns cut {'anywhere' if args.cut_anywhere else 'at pauses'}, "
+        f"encoder {args.precision})"
     )
     table.add_column("metric")
     table.add_column("value", justify="right")
