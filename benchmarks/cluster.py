@@ -3,8 +3,9 @@
     python benchmarks/cluster.py                        # 2, 4, 8, 16 streams, 20 s each
     python benchmarks/cluster.py --streams 4 8 --seconds 30 --json
 
-One run, three daemons one after the other, on this machine: ``streamer serve`` (one
-engine), ``streamer serve --ray --replicas 1`` and ``--replicas 2`` (a local Ray
+One run, four daemons one after the other, on this machine: ``streamer serve
+--workers 1`` (one engine), ``streamer serve`` (an engine worker per core), ``streamer
+serve --ray --replicas 1`` and ``--replicas 2`` (a local Ray
 instance, Serve's proxy on 127.0.0.1). Each gets the rounds of
 ``benchmarks/daemon_latency.py``: N clients sending synthetic conversations in real
 time (20 ms int16 frames), one subscriber for all streams, event lag = subscriber
@@ -107,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
         "--frame-ms", type=float, default=20.0, help="audio per client message (default: 20)"
     )
     parser.add_argument(
-        "--only", type=int, nargs="+", choices=(0, 1, 2), help="0: plain, 1, 2: Ray replicas"
+        "--only",
+        type=int,
+        nargs="+",
+        choices=(0, 1, 2, 3),
+        help="0: plain, one worker; 1: plain, a worker per core; 2, 3: Ray, 1 and 2 replicas",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
@@ -116,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     audios = conversations(max(counts), args.seconds)
     limit = ["--max-streams", str(max(counts))]
     daemons = [
+        ("streamer serve --workers 1", [*limit, "--workers", "1"]),
         ("streamer serve", limit),
         ("ray, 1 replica", [*limit, "--ray", "--replicas", "1", "--port", str(free_port())]),
         ("ray, 2 replicas", [*limit, "--ray", "--replicas", "2", "--port", str(free_port())]),

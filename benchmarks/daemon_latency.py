@@ -86,14 +86,20 @@ class Daemon(ServedDaemon):
         )
 
     async def metric(self, name: str) -> float:
+        """The value of a metric of the daemon's ``/metrics``."""
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
         writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         body = (await reader.read()).decode()
         writer.close()
-        for line in body.splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-        raise KeyError(name)
+        # Ray's /metrics has one series per replica (labelled replica=...): their sum.
+        values = [
+            float(line.rsplit(" ", 1)[1])
+            for line in body.splitlines()
+            if line.startswith((name + " ", name + "{"))
+        ]
+        if not values:
+            raise KeyError(name)
+        return sum(values)
 
     def stop(self) -> None:
         self.process.terminate()
