@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from .cohort import shipped
 from .errors import ConfigError
 from .events import Event
 from .models import Embedder, get_spec
@@ -53,7 +54,8 @@ class PipelineOptions:
 
 
 def build_engine(options: PipelineOptions, store: ProfileStore | None = None) -> Engine:
-    """Load the model and the VAD, and the store's profiles made with the same model."""
+    """Load the model and the VAD, the model's score cohort (when it ships one), and the
+    store's profiles made with the same model."""
     if options.threads < 1:
         raise ConfigError(f"threads must be at least 1, got {options.threads}")
     torch.set_num_threads(options.threads)
@@ -71,6 +73,7 @@ def build_engine(options: PipelineOptions, store: ProfileStore | None = None) ->
         gate_options=options.gate,
         tracker_options=options.tracker,
         profiles=profiles,
+        cohort=shipped(spec.name, own_weights=options.weights is not None),
     )
     # Once every library is loaded: numpy's and scipy's BLAS pools would otherwise keep
     # their threads spinning between the small per-hop products (the mel filterbank),

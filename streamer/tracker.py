@@ -1,8 +1,11 @@
 """The tracker: speech regions and window embeddings in, identity events out (sans-I/O).
 
-Windows are scored against the enrolled profiles (cosine similarity of unit vectors).
-Short windows score lower for everyone, so every bar is interpolated between its value
-for the shortest onset window and its value for a full window.
+Windows are scored against the enrolled profiles (cosine similarity of unit vectors),
+normalised against the model's cohort of impostor voices when the tracker is given one
+(``streamer.cohort``: adaptive S-norm, mapped back onto the cosine scale), so one set of
+bars holds across recording sessions. Short windows score lower for everyone, so every
+bar is interpolated between its value for the shortest onset window and its value for a
+full window.
 
 * A segment's label comes from the mean of its windows: a name when the best profile
   clears ``accept_score`` with a ``margin`` over the runner-up, ``unknown`` when none
@@ -43,6 +46,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .cohort import Cohort
 from .events import UNKNOWN, Event
 from .recluster import Reclusterer, ReclusterOptions
 from .vad import GateUpdate
@@ -50,7 +54,8 @@ from .vad import GateUpdate
 
 @dataclass(frozen=True)
 class TrackerOptions:
-    """Decision thresholds and smoothing (scores are cosine similarities).
+    """Decision thresholds and smoothing (scores are cosine similarities; with a cohort,
+    normalised ones on the same scale).
 
     Attributes:
         accept_score: score a full-length segment needs to take a profile's name.
@@ -113,6 +118,17 @@ class TrackerOptions:
         look_back: the look-back pass that clusters the recent unknown-voice segments
             again and repairs their labels (``streamer.recluster``); ``None`` (the
             default, as it does not yet beat the live labels): off.
+        cohort_top_k: with a cohort (``Tracker(cohort=...)``), a voice's score against a
+            profile is normalised by both sides' ``cohort_top_k`` highest cohort scores
+            (``streamer.cohort``; unknown voices, learnt in the session, score raw); 0:
+            raw cosine scores.
+        cohort_same_voice: cohort entries at least this similar to a vector are its own
+            voice (a speaker who is in the cohort), not impostors, and are left out.
+        norm_mean: a normalised score ``z`` is put on the cosine scale as ``norm_mean +
+            norm_scale * z``, so every bar keeps its meaning: ``norm_scale`` is the slope
+            of raw cosine on ``z`` for clean recordings of tune-half speakers; ``norm_mean``
+            (0.68 in that fit) was then chosen on the tune-half benchmark, both conditions.
+        norm_scale: see ``norm_mean``.
     """
 
     accept_score: float = 0.74
@@ -147,6 +163,11 @@ class TrackerOptions:
     voice_memory_s: float = 60.0
     merge_score: float = 0.8
     look_back: ReclusterOptions | None = None
+    # Score normalisation
+    cohort_top_k: int = 50
+    cohort_same_voice: float = 0.85
+    norm_mean: float = 0.71
+    norm_scale: float = 0.028
 
     def bars(self, length_s: float) -> Bars:
         """The bars for evidence from ``length_s`` of audio."""
@@ -221,10 +242,19 @@ class Tracker:
     previous voice, which would pull the label back to it."""
 
     def __init__(
-        self, stream_id: str, options: TrackerOptions, profiles: dict[str, np.ndarray]
+        self,
+        stream_id: str,
+        options: TrackerOptions,
+        profiles: dict[str, np.ndarray],
+        cohort: np.ndarray | None = None,
     ) -> None:
+        """``cohort``: unit embeddings of impostor voices (``streamer.cohort.shipped``)
+        that scores are normalised against; ``None``: raw cosine scores."""
         self.stream = stream_id
         self.options = options
+        self.cohort = None
+        if cohort is not None and options.cohort_top_k > 0:
+            self.cohort = Cohort(cohort, options.cohort_top_k, options.cohort_same_voice)
         self.voices: dict[str, Voice] = {}
         self._voices_made = 0
         self._session: dict[str, tuple[np.ndarray, float]] = {}  # name: (sum, seconds)
@@ -282,6 +312,21 @@ class Tracker:
         vectors = [self.adapted(n) for n in self.profiles]
         vectors += [v.centroid for v in self.voices.values()]
         self._matrix = np.array(vectors, dtype=np.float32) if vectors else None
+        if self.cohort is not None and self.profiles:
+            self._profile_stats = self.cohort.stats(self._matrix[: len(self.profiles)])
+
+    def _scores(self, vector: np.ndarray) -> np.ndarray:
+        """``vector``'s score against every label (``_labels``): cosine; with a cohort,
+        the profiles' scores are normalised (on the cosine scale). Unknown voices were
+        learnt in this session, so their raw scores already hold."""
+        scores = self._matrix @ vector
+        if self.cohort is None or not self.profiles:
+            return scores
+        n = len(self.profiles)
+        (mean, std), (own_mean, own_std) = self._profile_stats, self.cohort.stats(vector)
+        z = 0.5 * ((scores[:n] - mean) / std + (scores[:n] - own_mean) / own_std)
+        scores[:n] = self.options.norm_mean + self.options.norm_scale * z
+        return scores
 
     # Inputs
 
@@ -330,7 +375,7 @@ class Tracker:
         if self._matrix is None:
             return UNKNOWN, 0.0
         accept, reject, margin, *_ = self.options.bars(length_s)
-        scores = self._matrix @ vector
+        scores = self._scores(vector)
         order = np.argsort(scores)[::-1]
         best = float(scores[order[0]])
         second = float(scores[order[1]]) if len(order) > 1 else -1.0
@@ -365,7 +410,7 @@ class Tracker:
             return []
         label, _ = self.classify(window.embedding, window.length_s)
         own = self._labels.index(segment.label) if segment.label in self._labels else None
-        scores = self._matrix @ window.embedding if own is not None else None
+        scores = self._scores(window.embedding) if own is not None else None
         if label == UNKNOWN and own is not None and int(np.argmax(scores)) == own:
             return []  # too weak to name anyone, yet closest to the current speaker
         if label is None:
@@ -389,7 +434,7 @@ class Tracker:
         if not self._named(segment.label) and self._named(label):
             # An unsure segment whose voice fits the onset's name: it was that voice.
             fits = self.options.bars(self._evidence_s(segment)).reject
-            if float(self._scored(label) @ self._vector(segment)) >= fits:
+            if self._score_for(label, self._vector(segment)) >= fits:
                 segment.onset = (window.length_s, window.embedding)
                 return self._relabel(now_s, adopt=label)
         self._pending.clear()
@@ -475,6 +520,13 @@ class Tracker:
         if label not in self._labels:
             return None
         return self._matrix[self._labels.index(label)]
+
+    def _score_for(self, label: str | None, vector: np.ndarray) -> float | None:
+        """``vector``'s score (:meth:`_scores`) against ``label``; ``None`` if it has no
+        vector to score."""
+        if label not in self._labels:
+            return None
+        return float(self._scores(vector)[self._labels.index(label)])
 
     def _named(self, label: str | None) -> bool:
         """Whether ``label`` is a known voice (a profile or an unknown voice's label)."""
@@ -586,7 +638,7 @@ class Tracker:
             return True
         if segment.previous == UNKNOWN and self._named(label):
             # That unknown was this voice, heard too badly to name.
-            scores = self._matrix @ self._last_vector
+            scores = self._scores(self._last_vector)
             best = int(np.argmax(scores))
             return self._labels[best] == label and scores[best] >= self.options.resume_score
         return False
@@ -610,16 +662,14 @@ class Tracker:
         self._last_vector = self._vector(segment)
         events = []
         previous = segment.previous
-        before = self._scored(previous)
-        if segment.label is None and before is not None:
+        score = self._score_for(previous, self._last_vector) if segment.label is None else None
+        if score is not None and score < self.options.undecided_change_score:
             # Too unsure to name, but not the voice before it: that much is a change.
-            score = float(before @ self._last_vector)
-            if score < self.options.undecided_change_score:
-                self.last_label = UNKNOWN
-                events += [
-                    self._event("change", segment.start_s, now_s, now_s, UNKNOWN, score, previous),
-                    self._event("speaker", segment.start_s, now_s, now_s, UNKNOWN, score),
-                ]
+            self.last_label = UNKNOWN
+            events += [
+                self._event("change", segment.start_s, now_s, now_s, UNKNOWN, score, previous),
+                self._event("speaker", segment.start_s, now_s, now_s, UNKNOWN, score),
+            ]
         clean = [v for end, v in segment.clean if end <= end_s + 0.2]
         voice = self.voices.get(label)
         if voice is not None:
@@ -667,8 +717,8 @@ class Tracker:
         return f"speaker-{self._voices_made}"
 
     def _score(self, entry) -> float:
-        scored = self._scored(entry.label)
-        return 0.0 if scored is None else float(scored @ entry.vector)
+        score = self._score_for(entry.label, entry.vector)
+        return 0.0 if score is None else score
 
     def _adapt(self, name: str, windows: list[np.ndarray]) -> None:
         """Teach the stream's copy of profile ``name`` clean windows of its voice."""
@@ -699,10 +749,8 @@ class Tracker:
         voice.windows += len(windows)
         voice.speech_s += self.options.hop_s * (len(windows) - 1) + self.options.window_s
         if self.profiles:
-            name, score = max(
-                ((n, float(p @ voice.centroid)) for n, p in self.profiles.items()),
-                key=lambda pair: pair[1],
-            )
+            scores = self._scores(voice.centroid)[: len(self.profiles)]
+            name, score = self._labels[int(np.argmax(scores))], float(scores.max())
             if score >= self.options.accept_score and name not in self._session:
                 # It was an enrolled voice all along, heard badly at first. (Once the
                 # session has confidently heard that speaker, a voice of its own near

@@ -278,8 +278,12 @@ class Engine:
         gate_options: GateOptions | None = None,
         tracker_options: TrackerOptions | None = None,
         profiles: dict[str, np.ndarray] | None = None,
+        cohort: np.ndarray | None = None,
     ) -> None:
+        """``cohort``: the model's impostor embeddings its trackers normalise scores
+        against (``streamer.cohort.shipped``; ``None``: raw cosine scores)."""
         self.options = options or WorkerOptions()
+        self.cohort = cohort
         self.embedder = embedder
         self.vad = vad or SileroVAD()
         self.gate_options = gate_options or GateOptions()
@@ -340,7 +344,7 @@ class Engine:
 
     def new_tracker(self, stream_id: str) -> Tracker:
         """An identity tracker with this engine's options and profiles."""
-        return Tracker(stream_id, self.tracker_options, self.profiles)
+        return Tracker(stream_id, self.tracker_options, self.profiles, self.cohort)
 
     def close_stream(self, stream_id: str) -> list[Event]:
         """Process what is left of a stream, close its open regions, and forget it."""
