@@ -35,6 +35,7 @@ from rich.progress import track
 from rich.table import Table
 
 from streamer.enroll import collect
+from streamer.evaluation.cohort import speaker_entries, without
 from streamer.evaluation.scoring import (
     ChangeScores,
     DerScores,
@@ -126,8 +127,15 @@ def main(argv=None) -> int:
     closed, open_set = [], []
     audio_s = cpu_fast_s = 0.0
     turns = 0
+    # The shipped cohort holds the tune half's speakers: there, each conversation is scored
+    # against it less its own speakers, as the report half's never meet theirs in it.
+    entries = None
+    if args.speakers == "tune" and engine.cohort is not None:
+        entries = speaker_entries(engine, args.data)
     for index in track(range(args.count), description="conversations", transient=True):
         conversation = simulate_from_folder(args.data, options(index), index)
+        if entries is not None:
+            engine.cohort = without(entries, {t.speaker for t in conversation.turns})
         events, cpu_s = run_conversation(engine, conversation, realtime_batching=False)
         audio_s += conversation.duration_s
         cpu_fast_s += cpu_s
