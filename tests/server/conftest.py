@@ -173,9 +173,12 @@ def metric(text: str, name: str) -> float:
     raise KeyError(name)
 
 
-def reference(make_engine, store: ProfileStore, audio: np.ndarray, stream: str) -> list[dict]:
-    """The events the engine alone gives for ``audio`` (what the daemon must send)."""
+def reference(
+    make_engine, store: ProfileStore, audio: np.ndarray, stream: str, cohort=None
+) -> list[dict]:
+    """The events the engine alone gives for ``audio`` (what the daemon must send); pass
+    ``cohort`` for a daemon whose engines ``build_engine`` made (the shipped cohort)."""
     from tests.conftest import run_stream
 
-    engine = make_engine({p.name: p.embedding for p in store.all()})
+    engine = make_engine({p.name: p.embedding for p in store.all()}, cohort=cohort)
     return [dict(e.to_dict(), stream=stream) for e in run_stream(engine, audio)]

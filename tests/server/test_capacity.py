@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+from streamer.cohort import shipped
 from streamer.evaluation.synth import conversation
 from streamer.worker import WorkerOptions
 from tests.server.conftest import SR, Client, daemon, reference, run
@@ -94,7 +95,7 @@ def test_a_streams_events_are_the_same_on_one_and_two_workers(make_engine, store
     assert spread == {0: 3, 1: 3}
     for k, client in clients.items():
         assert ended[k]["audio_s"] == round(len(audios[k]) / SR, 3)
-        assert client.events() == reference(make_engine, store, audios[k], k)
+        assert client.events() == reference(make_engine, store, audios[k], k, shipped("ge2e"))
 
 
 def test_streams_that_fall_behind_get_lagging_and_the_daemon_takes_no_new_one(
