@@ -7,8 +7,10 @@
 
 Starts ``streamer serve`` as a separate process (as benchmarks/daemon_latency.py does)
 and sends each of ``--streams`` clients its own synthetic conversation (a minute of it,
-looped) for ``--minutes`` of audio, paced at ``--speed`` times real time (20 ms int16
-frames; 0: as fast as the daemon reads), each client receiving its own stream's events.
+looped) for ``--minutes`` of audio, paced at ``--speed`` times real time (0: as fast as
+the daemon reads), each client receiving its own stream's events. Frames are 100 ms of
+int16: at 10x that is 100 messages a second, within the daemon's default
+``max_messages_per_s`` of 200 (20 ms frames were held to 4x by it).
 The resident memory (``VmRSS``) of the daemon and of each of its engine worker
 processes is sampled every 0.5 s. Reported: the audio sent and how fast it went
 (backpressure slows a client the engine cannot keep up with); the memory of all the
@@ -39,9 +41,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from daemon_latency import CHUNK, SR, Daemon, conversations, make_store
+from daemon_latency import SR, Daemon, conversations, make_store
 from websockets.asyncio.client import connect
 
+CHUNK = SR // 10  # 100 ms frames
 SAMPLE_EVERY_S = 0.5
 SETTLE_S = 5.0
 """How long after the last stream ended the memory is read again."""
