@@ -98,7 +98,13 @@ def non_negative_float(text: str) -> float:
 def add_profiles_option(parser: argparse.ArgumentParser, suppress: bool = False) -> None:
     """``--profiles DIR``. ``suppress``: for nested parsers, set only when given there."""
     if suppress:
-        parser.add_argument("--profiles", type=Path, metavar="DIR", default=argparse.SUPPRESS)
+        parser.add_argument(
+            "--profiles",
+            type=Path,
+            metavar="DIR",
+            default=argparse.SUPPRESS,
+            help=f"profile store (default: {default_store_path()}; ${ENV_VAR} sets it)",
+        )
         return
     parser.add_argument(
         "--profiles",
@@ -112,12 +118,14 @@ def add_profiles_option(parser: argparse.ArgumentParser, suppress: bool = False)
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """``--model``, ``--weights``, ``--backend``, ``--device``, ``--precision`` and
     ``--threads``."""
-    from ..models import MODELS, PRECISIONS
-    from ..models.backends import BACKENDS
+    from ..catalog import BACKENDS, MODEL_NAMES, PRECISIONS
 
     group = parser.add_argument_group("model")
     group.add_argument(
-        "--model", choices=sorted(MODELS), default="ge2e", help="embedding model (default: ge2e)"
+        "--model",
+        choices=sorted(MODEL_NAMES),
+        default="ge2e",
+        help="embedding model (default: ge2e)",
     )
     group.add_argument(
         "--weights",

@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "demo",
         help="enroll three synthetic voices and track a conversation live",
-        description=__doc__.splitlines()[0],
+        description="Enroll three synthetic voices and track a conversation of them live.",
     )
     parser.add_argument(
         "--fast", action="store_true", help="run as fast as possible instead of in real time"

@@ -21,10 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     listing = actions.add_parser("list", help="show every profile (the default)")
     remove = actions.add_parser("remove", help="delete a profile")
-    remove.add_argument("name", metavar="NAME")
+    remove.add_argument("name", metavar="NAME", help="the profile to delete")
     rename = actions.add_parser("rename", help="give a profile another name")
-    rename.add_argument("old", metavar="OLD")
-    rename.add_argument("new", metavar="NEW")
+    rename.add_argument("old", metavar="OLD", help="its name now")
+    rename.add_argument("new", metavar="NEW", help="its new name")
     for action in (listing, remove, rename):
         add_profiles_option(action, suppress=True)
     parser.set_defaults(func=run)

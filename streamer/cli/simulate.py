@@ -25,19 +25,44 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "labels without an enroll file. OUT_DIR/reference.rttm holds all references."
         ),
     )
-    parser.add_argument("src_dir", type=Path, metavar="SRC_DIR")
-    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
-    parser.add_argument("--count", type=int, default=10, help="conversations (default 10)")
     parser.add_argument(
-        "--speakers", type=int, default=defaults.n_speakers, help="enrolled speakers each"
+        "src_dir", type=Path, metavar="SRC_DIR", help="a folder of single-speaker recordings"
+    )
+    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="where they go")
+    parser.add_argument("--count", type=int, default=10, help="conversations (default: 10)")
+    parser.add_argument(
+        "--speakers",
+        type=int,
+        default=defaults.n_speakers,
+        help="enrolled speakers in each (default: %(default)s)",
     )
     parser.add_argument(
-        "--strangers", type=int, default=defaults.n_strangers, help="unenrolled voices each"
+        "--strangers",
+        type=int,
+        default=defaults.n_strangers,
+        help="unenrolled voices in each (default: %(default)s)",
     )
-    parser.add_argument("--duration-s", type=float, default=defaults.duration_s)
-    parser.add_argument("--enroll-s", type=float, default=defaults.enroll_s)
-    parser.add_argument("--overlap-prob", type=float, default=defaults.overlap_prob)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--duration-s",
+        type=float,
+        default=defaults.duration_s,
+        help="seconds per conversation (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--enroll-s",
+        type=float,
+        default=defaults.enroll_s,
+        help="seconds of each enrolled speaker's enrollment clip (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--overlap-prob",
+        type=float,
+        default=defaults.overlap_prob,
+        help="the chance a turn overlaps the one before (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=defaults.seed, help="random seed (default: %(default)s)"
+    )
     parser.add_argument(
         "--mismatched",
         action="store_true",

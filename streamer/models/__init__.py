@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..catalog import PRECISIONS
 from ..errors import ConfigError
 from ..features import Frontend
 from .backends import check_device, choose_backend, import_mlx, mlx_device_name
@@ -151,9 +152,6 @@ def get_spec(name: str) -> ModelSpec:
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
     return MODELS[name]()
-
-
-PRECISIONS = ("fp32", "int8")
 
 
 class Embedder:

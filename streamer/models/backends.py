@@ -20,9 +20,9 @@ import sys
 import numpy as np
 import torch
 
+from ..catalog import BACKENDS
 from ..errors import ConfigError, ModelError
 
-BACKENDS = ("auto", "torch", "mlx")
 MLX_INSTALL = 'pip install "mlx[cpu]" (plain "mlx" on Apple Silicon)'
 
 

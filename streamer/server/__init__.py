@@ -14,7 +14,16 @@ The protocol is documented in ``docs/protocol.md``. The package, by concern:
 =================  ==========================================================
 """
 
-from .app import PROTOCOL_VERSION, Server
 from .options import ServerLimits, ServerOptions
 
 __all__ = ["PROTOCOL_VERSION", "Server", "ServerLimits", "ServerOptions"]
+
+
+def __getattr__(name: str):
+    """``Server`` and ``PROTOCOL_VERSION`` load the daemon (torch and all) when first
+    used, so the options import quickly (``streamer --help``)."""
+    if name in ("PROTOCOL_VERSION", "Server"):
+        from . import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import streamer.cli.profiles
-from streamer.cli import main
+from streamer.cli import build_parser, main
 from streamer.errors import AudioError
 from streamer.profiles import Profile, ProfileStore
 
@@ -113,6 +116,48 @@ def test_version_and_help(cli):
     assert result.code == 0
     for command in ("track", "enroll", "profiles", "simulate"):
         assert command in result.out
+
+
+def subcommands(parser: argparse.ArgumentParser):
+    """Every (sub)command's parser under ``parser``, with its name."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield name, child
+                yield from subcommands(child)
+
+
+def test_every_help_is_plain_text_and_says_what_each_argument_is():
+    for name, parser in subcommands(build_parser()):
+        text = parser.format_help()
+        assert "``" not in text, (name, text)  # docstring markup
+        for action in parser._actions:
+            if not isinstance(action, argparse._SubParsersAction):
+                assert action.help, (name, action.dest)
+
+
+def test_help_is_quick_it_loads_no_model_code():
+    code = (
+        "import sys\n"
+        "from streamer.cli import main\n"
+        "for command in ('track', 'enroll', 'serve', 'demo', 'simulate', 'profiles'):\n"
+        "    try:\n"
+        "        main([command, '--help'])\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('torch' in sys.modules, file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stderr.strip() == "False", done.stderr
+
+
+def test_the_catalog_names_what_the_models_module_has():
+    from streamer.catalog import BACKENDS, MODEL_NAMES
+    from streamer.models import MODELS
+    from streamer.models.backends import choose_backend
+
+    assert tuple(MODELS) == MODEL_NAMES
+    assert choose_backend("torch", None) == "torch" and "mlx" in BACKENDS
 
 
 def test_usage_errors_exit_2(cli):
