@@ -405,7 +405,7 @@ def test_a_stranger_then_an_enrolled_voice_after_a_pause_is_one_change():
     tracker = Tracker("s", TrackerOptions(), ORTHO)
     events = region(tracker, [near(stranger, 0.05) for _ in range(10)])
     events += tracker.gate(GateUpdate(started_at_s=10.0), 10.3)
-    mixed = (0.55 * ORTHO["alice"] + 0.55 * stranger + np.sqrt(1 - 2 * 0.55**2) * AXES[5])
+    mixed = 0.55 * ORTHO["alice"] + 0.55 * stranger + np.sqrt(1 - 2 * 0.55**2) * AXES[5]
     events += tracker.window(Window(9.05, 10.65, 1.0, -30.0, mixed), 10.65)
     onset = Window(10.05, 10.7, 1.0, -30.0, near(ORTHO["alice"], 0.05), onset=True)
     events += tracker.window(onset, 10.7)
