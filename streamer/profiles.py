@@ -106,7 +106,7 @@ class Profile:
             "format": FORMAT_VERSION,
             "name": self.name,
             "model": self.model,
-            "speech_s": round(self.speech_s, 2),
+            "speech_s": self.speech_s,
             "count": self.count,
             "created": self.created,
             "updated": self.updated,

@@ -202,6 +202,7 @@ class Voice:
     last_heard_s: float
     windows: int = 0
     speech_s: float = 0.0  # seconds of speech its clean windows covered, in all
+    heard_until_s: float = 0.0  # where its last clean window ended
 
     @property
     def centroid(self) -> np.ndarray:
@@ -287,7 +288,7 @@ class Tracker:
         voice = self.voices[label]
         segment = self.segment
         if segment is not None and segment.label == label and segment.clean:
-            self._learn(voice, [v for _, v in segment.clean], voice.last_heard_s)
+            self._learn(voice, segment.clean, voice.last_heard_s)
             segment.clean.clear()
         return self.voices.get(label, voice)
 
@@ -651,7 +652,7 @@ class Tracker:
         label = self._mint()
         voice = Voice(label, np.zeros(len(segment.clean[0][1])), 0.0, now_s)
         self.voices[label] = voice
-        self._learn(voice, [v for _, v in segment.clean], now_s)
+        self._learn(voice, segment.clean, now_s)
         segment.clean.clear()
         return label
 
@@ -670,12 +671,12 @@ class Tracker:
                 self._event("change", segment.start_s, now_s, now_s, UNKNOWN, score, previous),
                 self._event("speaker", segment.start_s, now_s, now_s, UNKNOWN, score),
             ]
-        clean = [v for end, v in segment.clean if end <= end_s + 0.2]
+        clean = [(end, v) for end, v in segment.clean if end <= end_s + 0.2]
         voice = self.voices.get(label)
         if voice is not None:
             self._learn(voice, clean, now_s)
         elif label in self.profiles and segment.score >= self.options.adapt_score:
-            self._adapt(label, clean)
+            self._adapt(label, [v for _, v in clean])
         segment_event = self._event("segment", segment.start_s, end_s, now_s, label, segment.score)
         if self.look_back is not None and label not in self.profiles:
             self.look_back.add_segment(segment.start_s, end_s, label, self._last_vector)
@@ -740,14 +741,19 @@ class Tracker:
             total, weight_s = total * (memory / weight_s), memory
         return total, weight_s
 
-    def _learn(self, voice: Voice, windows: list[np.ndarray], now_s: float) -> None:
-        """Fold clean windows into an unknown voice (bounded), then merge look-alikes."""
+    def _learn(self, voice: Voice, windows: list[tuple[float, np.ndarray]], now_s: float) -> None:
+        """Fold clean windows (``(end_s, vector)``) into an unknown voice (bounded), then
+        merge look-alikes. Its speech is the time its windows cover, overlaps counted once."""
         voice.last_heard_s = now_s
         if not windows:
             return
-        voice.total, voice.weight_s = self._fold(voice.total, voice.weight_s, windows)
+        vectors = [v for _, v in windows]
+        voice.total, voice.weight_s = self._fold(voice.total, voice.weight_s, vectors)
         voice.windows += len(windows)
-        voice.speech_s += self.options.hop_s * (len(windows) - 1) + self.options.window_s
+        for end_s, _ in windows:
+            start_s = max(end_s - self.options.window_s, voice.heard_until_s)
+            voice.speech_s += max(0.0, end_s - start_s)
+            voice.heard_until_s = max(voice.heard_until_s, end_s)
         if self.profiles:
             scores = self._scores(voice.centroid)[: len(self.profiles)]
             name, score = self._labels[int(np.argmax(scores))], float(scores.max())
@@ -768,6 +774,7 @@ class Tracker:
                 older.weight_s += younger.weight_s
                 older.windows += younger.windows
                 older.speech_s += younger.speech_s
+                older.heard_until_s = max(older.heard_until_s, younger.heard_until_s)
                 older.last_heard_s = max(older.last_heard_s, younger.last_heard_s)
                 del self.voices[younger.label]
                 if self.last_label == younger.label:

@@ -102,6 +102,12 @@ def test_extend_is_the_renormalised_mean_of_all_unit_vectors(tmp_path):
     assert profile.count == 3 and profile.speech_s == 6.0
 
 
+def test_the_store_keeps_the_speech_seconds_that_enrollment_printed(tmp_path):
+    store = ProfileStore(tmp_path)
+    store.save(Profile("x", "ge2e", total=np.ones(3), count=1, speech_s=5.149))
+    assert f"{store.get('x').speech_s:.1f}" == "5.1"  # not 5.15, shown as 5.2
+
+
 def test_rename_remove_and_unknown_names(tmp_path):
     store = ProfileStore(tmp_path)
     store.save(make("alice"))
