@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -247,8 +248,25 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..server.runner import bound_native_memory
 
     bound_native_memory()
+    sock = listen(options.host, options.port)  # a busy port fails before the model loads
     engine = engines(args, store, options)
-    return asyncio.run(serve(engine, store, options, microphone, args.mic_stream or "mic"))
+    return asyncio.run(serve(engine, store, options, microphone, args.mic_stream or "mic", sock))
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` and listening, or a :class:`ConfigError` saying why not."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
+            "pick another --port (or stop the daemon that uses it)"
+        ) from exc
+
+
+LISTEN_BACKLOG = 100
+"""Connections the kernel queues before the daemon accepts them (asyncio's default)."""
 
 
 def serve_on_ray(args: argparse.Namespace, options: ServerOptions, store) -> int:
@@ -316,20 +334,17 @@ def engines(args: argparse.Namespace, store, options: ServerOptions):
     return WorkerPool(pipeline, count, options.batch_delay_s, gpus=gpus)
 
 
-async def serve(engine, store, options: ServerOptions, microphone, mic_stream: str) -> int:
+async def serve(
+    engine, store, options: ServerOptions, microphone, mic_stream: str, sock: socket.socket
+) -> int:
     from ..server import Server
     from ..server.http import page_url
 
     server = Server(engine, store, options, microphone=microphone, mic_stream=mic_stream)
     try:
-        await server.start()
-    except BaseException as exc:
+        await server.start(sock)
+    except BaseException:
         await server.close()
-        if isinstance(exc, OSError):
-            raise ConfigError(
-                f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}; "
-                "pick another --port (or stop the daemon that uses it)"
-            ) from exc
         raise
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -18,6 +18,7 @@ import asyncio
 import functools
 import itertools
 import logging
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
@@ -136,14 +137,22 @@ class Server:
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
-    async def start(self) -> None:
-        """Start the engine's thread, load the profiles, listen (and record the microphone)."""
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Start the engine's thread, load the profiles, listen (on ``sock`` when given, a
+        bound socket: else on the options' host and port) and record the microphone."""
         await self.start_engine()
         limits = self.limits
+        address = (
+            {"sock": sock}
+            if sock is not None
+            else {
+                "host": self.options.host,
+                "port": self.options.port,
+            }
+        )
         self._ws = await serve(
             self.connect,
-            self.options.host,
-            self.options.port,
+            **address,
             process_request=HttpRoutes(self),  # also checks the Origin of handshakes
             compression=None,
             max_size=4 * limits.max_frame_bytes,

@@ -32,7 +32,9 @@ def load_sounddevice() -> ModuleType:
     try:
         return importlib.import_module("sounddevice")
     except OSError as exc:  # sounddevice raises this when libportaudio cannot be loaded
-        raise AudioError(f"PortAudio library not found ({exc}); {PORTAUDIO_HINT}") from exc
+        found = "PortAudio library not found"
+        detail = str(exc) if found in str(exc) else f"{found} ({exc})"
+        raise AudioError(f"{detail}; {PORTAUDIO_HINT}") from exc
     except ImportError as exc:
         raise AudioError(
             f"the sounddevice package is missing ({exc}); pip install sounddevice"

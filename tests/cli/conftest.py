@@ -75,6 +75,7 @@ def no_model(monkeypatch):
     for module in ("streamer.cli.track", "streamer.cli.enroll"):
         monkeypatch.setattr(f"{module}.load_engine", refuse)
     monkeypatch.setattr(streamer.cli, "load_engine", refuse)
+    monkeypatch.setattr("streamer.server.workers.WorkerPool", refuse)
 
 
 BACKEND_NOTE = re.compile(r"^streamer: backend: .*\n", re.MULTILINE)

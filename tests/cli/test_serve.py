@@ -139,13 +139,17 @@ def test_config_file(cli, no_model, tmp_path):
     assert cli("serve", "--max-streams", "0").code == 2
 
 
-def test_port_in_use(cli, tmp_path):
+def test_port_in_use(cli, no_model, tmp_path):
+    """Checked before the model loads (``no_model``), with one worker or a pool."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        message = cli("serve", "--port", port, "--profiles", tmp_path).error
-    assert f"cannot listen on 127.0.0.1:{port}" in message and "--port" in message
+        for workers in (1, 2):
+            message = cli(
+                "serve", "--port", port, "--profiles", tmp_path, "--workers", workers
+            ).error
+            assert f"cannot listen on 127.0.0.1:{port}" in message and "--port" in message
 
 
 def test_microphone_errors(cli, no_model, pulse_mic):

@@ -57,15 +57,20 @@ def test_a_rate_the_device_refuses_says_which_work(pulse_mic):
         Microphone(pulse_mic.device, sample_rate=1_000_000)
 
 
-def test_missing_portaudio_names_the_package(monkeypatch):
+@pytest.mark.parametrize(
+    "raised", ["PortAudio library not found", "libportaudio.so.2: cannot open shared object"]
+)
+def test_missing_portaudio_names_the_package_once(monkeypatch, raised):
     def no_portaudio(name):
-        raise OSError("PortAudio library not found")
+        raise OSError(raised)
 
     monkeypatch.setattr(mic_module.importlib, "import_module", no_portaudio)
-    with pytest.raises(
-        AudioError, match="PortAudio library not found.*apt-get install libportaudio2"
-    ):
+    with pytest.raises(AudioError) as error:
         load_sounddevice()
+    message = str(error.value)
+    assert message.startswith("PortAudio library not found") and raised in message
+    assert message.count("PortAudio library not found") == 1
+    assert "apt-get install libportaudio2" in message
 
 
 class _NoInputs:
