@@ -15,7 +15,6 @@ from .errors import ConfigError
 from .events import Event
 from .models import Embedder, get_spec
 from .profiles import ProfileStore
-from .sources.file import file_chunks
 from .tracker import Tracker, TrackerOptions
 from .vad import GateOptions, SileroVAD
 from .worker import Engine, WorkerOptions, drive
@@ -102,17 +101,3 @@ def track_chunks(
     stream = engine.open_stream(stream_id, tracker)
     threshold = 1 if realtime else int(batch_s * engine.embedder.spec.sample_rate)
     yield from drive(engine, stream, chunks, threshold)
-
-
-def track_file(
-    engine: Engine,
-    path: str | Path,
-    stream_id: str,
-    realtime: bool = False,
-    chunk_s: float = 0.02,
-    batch_s: float = FILE_BATCH_S,
-    tracker: Tracker | None = None,
-) -> Iterator[Event]:
-    """Stream a file through the engine in ``chunk_s`` chunks (paced with ``realtime``)."""
-    chunks = file_chunks(path, engine.embedder.spec.sample_rate, chunk_s, realtime)
-    yield from track_chunks(engine, chunks, stream_id, realtime, batch_s, tracker)

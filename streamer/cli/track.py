@@ -62,7 +62,24 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="write every event as a JSON line as it comes (docs/events.md)",
     )
     parser.add_argument(
-        "-q", "--quiet", action="store_true", help="print only the summary, no event lines"
+        "--plot",
+        type=Path,
+        metavar="OUT.png",
+        help="draw who spoke when at the end: one coloured lane per label (PNG, SVG, PDF "
+        "by the extension)",
+    )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        metavar="REF.rttm",
+        help="with --plot: draw these reference turns above the labels, for comparison "
+        "(the RTTM's turns of FILE's name, or its only file)",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print only the summary, no event lines (a terminal still shows a progress bar)",
     )
     parser.add_argument(
         "--hop-s",
@@ -160,15 +177,39 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def check_outputs(args: argparse.Namespace) -> None:
-    """Outputs must not overwrite the input or each other."""
-    outputs = [
-        (flag, path) for flag, path in (("--jsonl", args.jsonl), ("--rttm", args.rttm)) if path
-    ]
-    for flag, path in outputs:
-        if _same_file(path, args.file):
-            raise ConfigError(f"{flag} {path} is the input file; pick another output path")
-    if len(outputs) == 2 and _same_file(args.jsonl, args.rttm):
-        raise ConfigError(f"--jsonl and --rttm are the same file ({args.rttm}); pick two paths")
+    """Outputs must not overwrite the input, the reference or each other."""
+    flags = (("--jsonl", args.jsonl), ("--rttm", args.rttm), ("--plot", args.plot))
+    outputs = [(flag, path) for flag, path in flags if path]
+    inputs = [("the input file", args.file)]
+    if args.reference:
+        inputs.append(("the --reference file", args.reference))
+    for i, (flag, path) in enumerate(outputs):
+        for what, source in inputs:
+            if _same_file(path, source):
+                raise ConfigError(f"{flag} {path} is {what}; pick another output path")
+        for other, other_path in outputs[i + 1 :]:
+            if _same_file(path, other_path):
+                raise ConfigError(f"{flag} and {other} are the same file ({path}); pick two paths")
+
+
+def reference_turns(path: Path, file_id: str) -> list[tuple[float, float, str]]:
+    """The turns of ``file_id`` in the RTTM at ``path`` (or of its only file)."""
+    from ..errors import DataError
+    from ..evaluation.scoring import read_rttm
+
+    try:
+        files = read_rttm(path)
+    except DataError as exc:
+        raise ConfigError(f"--reference {path}: {exc}") from exc
+    if file_id in files:
+        return files[file_id]
+    if len(files) == 1:
+        return next(iter(files.values()))
+    found = ", ".join(sorted(files)) or "no SPEAKER lines"
+    raise ConfigError(
+        f"--reference {path} has no turns of {file_id!r} (it has {found}); pass the RTTM "
+        "of this recording"
+    )
 
 
 def profile_names(store: ProfileStore, model: str) -> tuple[list[str], list[str]]:
@@ -193,10 +234,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.text import Text
 
     from ..audio import open_audio
-    from ..pipeline import FILE_BATCH_S, track_chunks, track_file
+    from ..pipeline import FILE_BATCH_S, track_chunks
     from ..sinks.console import ConsoleSink
     from ..sinks.jsonl import JsonlSink
     from ..sinks.rttm import RttmSink
+    from ..sinks.timeline import TimelineSink
     from ..sources.file import file_chunks
     from ..worker import WorkerOptions
 
@@ -206,9 +248,12 @@ def run(args: argparse.Namespace) -> int:
     with open_audio(path) as f:
         duration_s = f.frames / f.samplerate
     check_outputs(args)
+    stream_id = path.stem
+    if args.reference and not args.plot:
+        raise ConfigError("--reference is drawn beside the labels: pass --plot OUT.png too")
+    reference = reference_turns(args.reference, stream_id) if args.reference else None
     store = ProfileStore(args.profiles)
     names, warnings = profile_names(store, args.model)
-    stream_id = path.stem
 
     console = Console(highlight=False, soft_wrap=True)
     summary = Summary()
@@ -221,6 +266,10 @@ def run(args: argparse.Namespace) -> int:
         if args.jsonl:
             jsonl = stack.enter_context(JsonlSink(args.jsonl))
             sinks.append(jsonl)
+        if args.plot:
+            title = f"{path.name}: who spoke when ({args.model})"
+            plot = stack.enter_context(TimelineSink(args.plot, title, reference))
+            sinks.append(plot)
         loading = time.perf_counter()
         worker = WorkerOptions(hop_s=args.hop_s, step_s=FILE_BATCH_S)
         engine = load_engine(args, store, worker=worker)
@@ -241,20 +290,22 @@ def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         tracker = engine.new_tracker(stream_id)
         stop, heard = threading.Event(), Heard()
+        rate = engine.embedder.spec.sample_rate
         if args.realtime:
             # Ctrl-C stops the audio like a microphone unplugged: the stream is closed
             # (its open speech gets its segment) and the outputs hold what was heard.
             previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
             stack.callback(signal.signal, signal.SIGINT, previous)
-            rate = engine.embedder.spec.sample_rate
-            chunks = heard.count(file_chunks(path, rate, realtime=True), stop, rate)
-            events = track_chunks(engine, chunks, stream_id, realtime=True, tracker=tracker)
-        else:
-            events = track_file(engine, path, stream_id, tracker=tracker)
+        chunks = heard.count(file_chunks(path, rate, realtime=args.realtime), stop, rate)
+        if not args.realtime:
+            chunks = progress_bar(chunks, console, duration_s, rate, stack)
+        events = track_chunks(engine, chunks, stream_id, realtime=args.realtime, tracker=tracker)
         for event in events:
             for sink in sinks:
                 sink.write(event)
         processing_s = time.perf_counter() - started
+        if args.plot:
+            plot.end_s = heard.seconds
 
     if stop.is_set():
         duration_s = heard.seconds
@@ -278,6 +329,8 @@ def run(args: argparse.Namespace) -> int:
         console.print(Text(f"wrote {jsonl.count} events to {args.jsonl}"))
     if args.rttm:
         console.print(Text(f"wrote {rttm.written} segments to {args.rttm}"))
+    if args.plot:
+        console.print(Text(f"drew the timeline in {args.plot}"))
     targets = [(label, name, store) for label, name in args.name]
     if args.save_unknown:
         unknown_store = ProfileStore(args.save_unknown)
@@ -303,3 +356,33 @@ class Heard:
                 return
             self.seconds += len(chunk) / sample_rate
             yield chunk
+
+
+def progress_bar(chunks, console, duration_s: float, sample_rate: int, stack: ExitStack):
+    """``chunks``, advancing a progress bar of the audio done while they are consumed —
+    on a terminal only (the event lines print above it; it goes when the run ends)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    if not console.is_terminal:
+        console = Console(stderr=True)  # stdout is a file or a pipe: the bar on stderr
+        if not console.is_terminal:
+            return chunks
+    progress = stack.enter_context(
+        Progress(
+            TextColumn("tracking"),
+            BarColumn(),
+            TextColumn("{task.completed:.0f} / {task.total:.0f} s of audio"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+    )
+    task = progress.add_task("audio", total=duration_s)
+
+    def advancing():
+        for chunk in chunks:
+            yield chunk
+            progress.advance(task, len(chunk) / sample_rate)
+
+    return advancing()

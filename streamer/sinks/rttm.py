@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
-import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
 from ..events import Event, final_segments
-from . import output_error
+from . import AtomicFile, AtomicSink
 
 _SPACE = re.compile(r"\s+")
 
@@ -56,16 +54,15 @@ def format_rttm(file_id: str, segments: Iterable[tuple[float, float, str]]) -> s
     return "".join(lines)
 
 
-class RttmSink:
+class RttmSink(AtomicSink):
     """Collects ``segment`` events and writes them as RTTM when closed, a speaker's
     segments less than ``merge_gap_s`` apart joined (:func:`merge_gaps`). A corrected
     ``segment`` (one with a ``previous`` label) replaces the segment of its span, so the
     file holds the repaired labels.
 
-    The output is written atomically: a temporary file next to ``path`` is created at
-    once (proving the folder is writable before any audio is processed), filled and
-    renamed over ``path`` by :meth:`close`. :meth:`discard` (or leaving a ``with``
-    block by an exception) removes it and leaves any old ``path`` untouched.
+    The output is written atomically (:class:`~streamer.sinks.AtomicFile`): by
+    :meth:`close`; :meth:`discard` (or leaving a ``with`` block by an exception) leaves
+    any old ``path`` untouched.
     """
 
     def __init__(self, path: str | Path, file_id: str, merge_gap_s: float = MERGE_GAP_S) -> None:
@@ -74,16 +71,7 @@ class RttmSink:
         self.merge_gap_s = merge_gap_s
         self._events: list[Event] = []  # its segment events, corrections included
         self.written = 0  # RTTM lines written by close()
-        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            if self.path.is_dir():
-                raise IsADirectoryError(21, "Is a directory")
-            # O_EXCL: never follow or reuse someone else's file; mode 0o666 minus the umask.
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except OSError as exc:
-            raise output_error(self.path, "RTTM", exc) from exc
-        self._tmp: Path | None = tmp
-        self._file = os.fdopen(fd, "w", encoding="utf-8")
+        self._out = AtomicFile(self.path, "RTTM")
 
     def write(self, event: Event) -> None:
         if event.type == "segment" and event.label is not None:
@@ -96,34 +84,8 @@ class RttmSink:
 
     def close(self) -> None:
         """Write the RTTM (empty when there were no segments) and put it in place."""
-        if self._tmp is None:
+        if not self._out.open:
             return
         text = format_rttm(self.file_id, merge_gaps(self.segments, self.merge_gap_s))
-        try:
-            with self._file:
-                self._file.write(text)
-                self._file.flush()
-                os.fsync(self._file.fileno())
-            os.replace(self._tmp, self.path)
-        except OSError as exc:
-            self.discard()
-            raise output_error(self.path, "RTTM", exc) from exc
-        self._tmp = None
+        self._out.commit(text.encode("utf-8"))
         self.written = text.count("\n")
-
-    def discard(self) -> None:
-        """Drop what was collected and remove the temporary file."""
-        if self._tmp is None:
-            return
-        self._file.close()
-        self._tmp.unlink(missing_ok=True)
-        self._tmp = None
-
-    def __enter__(self) -> RttmSink:
-        return self
-
-    def __exit__(self, exc_type: object, *exc_info: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.discard()

@@ -5,10 +5,13 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 from rich.console import Console
 
 import streamer.pipeline
@@ -16,7 +19,8 @@ from streamer.evaluation.scoring import read_rttm
 from streamer.events import EVENT_TYPES, SCHEMA_VERSION, Event
 from streamer.profiles import ProfileStore
 from streamer.sinks.console import ConsoleSink
-from streamer.sinks.rttm import MERGE_GAP_S, merge_gaps
+from streamer.sinks.rttm import MERGE_GAP_S, format_rttm, merge_gaps
+from streamer.sinks.timeline import draw
 
 from .conftest import TURNS
 
@@ -151,6 +155,12 @@ def test_save_unknown_keeps_each_voice_as_a_profile(cli, audio, tmp_path):
     assert "voices get labels speaker-1, speaker-2" in result.err and "'unknown'" not in result.err
     assert "saved speaker-1 as profile 'speaker-1'" in result.out
     assert ProfileStore(saved).names() == ["speaker-1", "speaker-2"]
+    # Each saved voice's clean speech is part of what the summary says it spoke, and the
+    # store keeps the figure the run printed.
+    spoke = dict(re.findall(r"(speaker-\d) ([\d.]+) s", result.out.split("speakers: ")[1]))
+    for label, seconds in re.findall(r"saved (speaker-\d) .*\(([\d.]+) s of clean", result.out):
+        assert float(seconds) <= float(spoke[label])
+        assert f"{ProfileStore(saved).get(label).speech_s:.1f}" == seconds
     # Later runs that know those profiles name the voices by them.
     rttm = tmp_path / "again.rttm"
     assert cli("track", audio["talk.wav"], "--profiles", saved, "--rttm", rttm, "-q").code == 0
@@ -187,7 +197,7 @@ def test_profiles_of_another_model_are_ignored_with_a_warning(cli, audio, store,
 def test_ctrl_c_exits_130_quietly_and_keeps_no_partial_rttm(
     cli, audio, store, tmp_path, monkeypatch
 ):
-    real = streamer.pipeline.track_file
+    real = streamer.pipeline.track_chunks
 
     def interrupted(*args, **kwargs):
         for n, event in enumerate(real(*args, **kwargs)):
@@ -195,9 +205,10 @@ def test_ctrl_c_exits_130_quietly_and_keeps_no_partial_rttm(
                 raise KeyboardInterrupt
             yield event
 
-    monkeypatch.setattr(streamer.pipeline, "track_file", interrupted)
+    monkeypatch.setattr(streamer.pipeline, "track_chunks", interrupted)
     jsonl, rttm = tmp_path / "out.jsonl", tmp_path / "out.rttm"
-    result = cli("track", audio["talk.wav"], "--profiles", store, "--jsonl", jsonl, "--rttm", rttm)
+    args = ["--jsonl", jsonl, "--rttm", rttm, "--plot", tmp_path / "out.png"]
+    result = cli("track", audio["talk.wav"], "--profiles", store, *args)
     assert result.code == 130
     assert result.err == ""
     assert len(read_jsonl(jsonl)) == 3  # what was decided before Ctrl-C
@@ -224,13 +235,15 @@ def test_a_folder_is_not_audio(cli, tmp_path, no_model):
     assert "is a folder" in cli("track", tmp_path).error
 
 
-@pytest.mark.parametrize("flag", ["--jsonl", "--rttm"])
-def test_unwritable_outputs_fail_before_the_model_loads(cli, audio, no_model, tmp_path, flag):
+@pytest.mark.parametrize(
+    ("flag", "name"), [("--jsonl", "out"), ("--rttm", "out"), ("--plot", "t.png")]
+)
+def test_unwritable_outputs_fail_before_the_model_loads(cli, audio, no_model, tmp_path, flag, name):
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
     talk = audio["talk.wav"]
-    assert "is a file, not a folder" in cli("track", talk, flag, a_file / "out").error
-    assert "does not exist" in cli("track", talk, flag, tmp_path / "no" / "out").error
+    assert "is a file, not a folder" in cli("track", talk, flag, a_file / name).error
+    assert "does not exist" in cli("track", talk, flag, tmp_path / "no" / name).error
     assert "is a folder" in cli("track", talk, flag, tmp_path).error
     assert "is the input file" in cli("track", talk, flag, talk).error
     assert sorted(os.listdir(tmp_path)) == ["a-file"]  # no temporary files left behind
@@ -338,3 +351,95 @@ def test_ctrl_c_in_realtime_closes_the_stream_and_writes_what_was_heard(audio, s
     labels = [label for *_, label in read_rttm(rttm)["talk"]]
     assert labels[0] == "alice"
     assert f"wrote {len(events)} events to {jsonl}" in out
+
+
+def test_plot_draws_the_labels_beside_the_reference(cli, audio, store, tmp_path):
+    reference = tmp_path / "talk.rttm"
+    starts = np.cumsum([0.0] + [seconds + 0.6 for _, seconds in TURNS])
+    turns = [(s, s + seconds, name) for s, (name, seconds) in zip(starts, TURNS, strict=False)]
+    reference.write_text(format_rttm("talk", turns))
+    plot = tmp_path / "timeline.png"
+    args = ["--profiles", store, "--plot", plot, "--reference", reference, "-q"]
+    result = cli("track", audio["talk.wav"], *args)
+    assert result.code == 0, result.err
+    assert f"drew the timeline in {plot}" in result.out
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    width, height = Image.open(plot).size
+    assert width == 1320 and height > 100  # 11 in at 120 dpi
+    assert sorted(os.listdir(tmp_path)) == ["profiles", "talk.rttm", "timeline.png"]
+
+
+def test_the_timeline_has_a_lane_per_label_in_one_colour_per_name():
+    reference = [(0.0, 6.0, "alice"), (6.6, 12.6, "bob"), (13.2, 18.2, "alice")]
+    labels = [
+        (0.0, 6.2, "alice"),
+        (6.2, 9.0, "speaker-1"),
+        (9.0, 12.5, "bob"),
+        (13.0, 18.0, "unknown"),
+    ]
+    figure = draw(labels, "talk.wav", reference, end_s=20.0)
+    top, bottom = figure.axes
+    assert [t.get_text() for t in top.get_yticklabels()] == ["alice", "bob"]
+    lanes = [t.get_text() for t in bottom.get_yticklabels()]
+    assert lanes == ["alice", "speaker-1", "bob", "unknown"]
+    colour = {}
+    for ax, names in ((top, ["alice", "bob"]), (bottom, lanes)):
+        for bars, name in zip(ax.collections, names, strict=True):
+            colour.setdefault(name, set()).add(tuple(bars.get_facecolor()[0]))
+    assert all(len(c) == 1 for c in colour.values())  # a name keeps its colour in both panels
+    assert len({next(iter(c)) for c in colour.values()}) == 4
+    assert bottom.get_xlim() == (0.0, 20.0)
+    assert [len(bars.get_paths()) for bars in top.collections] == [2, 1]  # alice's two turns
+    first = top.collections[0].get_paths()[0].vertices[:, 0]
+    assert (first.min(), first.max()) == (0.0, 6.0)
+
+
+def test_plot_errors_before_the_model_loads(cli, audio, no_model, tmp_path):
+    talk = audio["talk.wav"]
+    assert "not an image format" in cli("track", talk, "--plot", tmp_path / "t.txt").error
+    needs = cli("track", talk, "--reference", tmp_path / "r.rttm").error
+    assert "pass --plot" in needs
+    missing = cli("track", talk, "--plot", tmp_path / "t.png", "--reference", tmp_path / "r.rttm")
+    assert "--reference" in missing.error and "cannot read" in missing.error
+    other = tmp_path / "other.rttm"
+    other.write_text(format_rttm("a", [(0, 1, "x")]) + format_rttm("b", [(0, 1, "y")]))
+    wrong = cli("track", talk, "--plot", tmp_path / "t.png", "--reference", other).error
+    assert "has no turns of 'talk' (it has a, b)" in wrong
+    assert (
+        "is the --reference file"
+        in cli(
+            "track", talk, "--plot", tmp_path / "t.png", "--reference", other, "--rttm", other
+        ).error
+    )
+    assert sorted(os.listdir(tmp_path)) == ["other.rttm"]
+
+
+def test_a_progress_bar_on_a_terminal_only(audio, store):
+    """Fast mode on a terminal (here a pseudo-terminal) shows the audio done, even with
+    ``-q``; piped, it does not."""
+    import pty
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "streamer", "track", str(audio["talk.wav"]), "-q"]
+    command += ["--profiles", str(store)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "100"}
+    main, secondary = pty.openpty()
+    process = subprocess.Popen(command, stdout=secondary, stderr=secondary, env=env)
+    os.close(secondary)
+    output = b""
+    while True:
+        try:
+            data = os.read(main, 4096)
+        except OSError:  # the pseudo-terminal closed: the command ended
+            break
+        if not data:
+            break
+        output += data
+    os.close(main)
+    assert process.wait(timeout=60) == 0
+    text = output.decode("utf-8", "replace")
+    assert "tracking" in text and "s of audio" in text and "\u2501" in text  # the bar
+    assert "speakers: alice" in text
+    piped = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert "s of audio" in piped.stdout and "\u2501" not in piped.stdout + piped.stderr
