@@ -283,7 +283,7 @@ def serve_on_ray(args: argparse.Namespace, options: ServerOptions, store) -> int
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         from ..ray.deploy import ClusterOptions, serve_cluster
-        from ..ray.replica import ReplicaOptions
+        from ..ray.ingress import ReplicaOptions
     except ImportError as exc:
         raise ConfigError(f"--ray needs Ray Serve ({exc}): pip install 'streamer[ray]'") from exc
     from ..pipeline import PipelineOptions

@@ -1,4 +1,5 @@
-"""Deploying streamer on Ray Serve: the hub actor, the replicas, their scaling.
+"""Deploying streamer on Ray Serve: the hub actor, the ingress and engine deployments,
+their sizes and scaling.
 
 ``streamer serve --ray [ADDRESS]`` calls :func:`serve_cluster`; ``serve run
 streamer.ray:app`` (defaults) or ``serve run streamer.ray:build_app profiles=DIR ...``
@@ -19,8 +20,9 @@ from ..errors import ConfigError
 from ..pipeline import PipelineOptions
 from ..profiles import default_store_path
 from ..server.options import ServerOptions
+from .engine import EngineReplica
 from .hub import NAMESPACE, start_hub
-from .replica import Replica, ReplicaOptions
+from .ingress import Ingress, ReplicaOptions
 
 log = logging.getLogger("streamer.ray")
 
@@ -29,17 +31,22 @@ APP_NAME = "streamer"
 
 @dataclass(frozen=True)
 class ClusterOptions:
-    """How many replicas, of what size, and where the profiles live.
+    """How many replicas of each deployment, of what size.
 
     Attributes:
-        replicas: a fixed number of replicas; ``None`` autoscales from ``min_replicas``
-            to ``max_replicas`` on load.
+        replicas: a fixed number of engine replicas; ``None`` autoscales them from
+            ``min_replicas`` to ``max_replicas`` on load.
         min_replicas, max_replicas: the autoscaling range.
-        streams_per_replica: the streams one replica holds in real time (its measured
-            capacity, ``benchmarks/cluster.py``); autoscaling adds a replica when the
-            open connections per replica pass it, and it is each replica's ``max_streams``.
-        cpus_per_replica, gpus_per_replica: ``ray_actor_options`` of a replica (one
-            engine per core, or per GPU).
+        streams_per_replica: the streams one engine replica holds in real time (its
+            measured capacity, ``benchmarks/cluster.py``): its ``max_ongoing_requests``
+            (a stream is one request; a new stream waits while every replica is full),
+            and autoscaling aims at 0.8 of it.
+        cpus_per_replica, gpus_per_replica: ``ray_actor_options`` of an engine replica
+            (one engine per core, or per GPU).
+        ingress_replicas, ingress_cpus: the ingress replicas (the protocol, no engine;
+            two, so that one dying leaves the other) and the CPUs each reserves.
+        batch_ms: a stream's audio goes to its engine replica at most this often (one
+            Ray call per batch, not per websocket message).
         proxy_location: Serve's proxies: ``EveryNode`` (a cluster) or ``HeadOnly``.
         upscale_delay_s, downscale_delay_s: how long the load must stay above (below)
             the target before a replica is added (removed).
@@ -53,6 +60,9 @@ class ClusterOptions:
     streams_per_replica: int = 24
     cpus_per_replica: float = 1.0
     gpus_per_replica: float = 0.0
+    ingress_replicas: int = 2
+    ingress_cpus: float = 0.0
+    batch_ms: float = 100.0
     proxy_location: str = "EveryNode"
     upscale_delay_s: float = 10.0
     downscale_delay_s: float = 300.0
@@ -61,11 +71,8 @@ class ClusterOptions:
 
 
 def build(cluster: ClusterOptions, replica: ReplicaOptions) -> serve.Application:
-    """The Serve application: the replicas, sized and scaled by ``cluster``."""
-    limits = replica.server.limits
-    server = replace(
-        replica.server, limits=replace(limits, max_streams=cluster.streams_per_replica)
-    )
+    """The Serve application: the ingress in front of the engines, sized and scaled by
+    ``cluster``."""
     start_hub(replica.profiles)
     actor_options = {"num_cpus": cluster.cpus_per_replica}
     if cluster.gpus_per_replica:
@@ -76,7 +83,6 @@ def build(cluster: ClusterOptions, replica: ReplicaOptions) -> serve.Application
             "autoscaling_config": {
                 "min_replicas": cluster.min_replicas,
                 "max_replicas": cluster.max_replicas,
-                # every websocket is one ongoing request; streams dominate them
                 "target_ongoing_requests": max(1.0, 0.8 * cluster.streams_per_replica),
                 "upscale_delay_s": cluster.upscale_delay_s,
                 "downscale_delay_s": cluster.downscale_delay_s,
@@ -84,12 +90,21 @@ def build(cluster: ClusterOptions, replica: ReplicaOptions) -> serve.Application
                 "look_back_period_s": cluster.look_back_s,
             }
         }
-    deployment = Replica.options(
+    engines = EngineReplica.options(
         ray_actor_options=actor_options,
-        max_ongoing_requests=limits.max_connections,
+        max_ongoing_requests=cluster.streams_per_replica,
         **scaling,
+    ).bind(replica.pipeline, replica.server.batch_delay_s)
+    # An ingress replica holds any number of streams: their engines are the limit.
+    limits = replace(replica.server.limits, max_streams=None)
+    replica = replace(replica, server=replace(replica.server, limits=limits))
+    ingress = Ingress.options(
+        num_replicas=cluster.ingress_replicas,
+        ray_actor_options={"num_cpus": cluster.ingress_cpus},
+        # each connection is one request, and each of its stream's takes another
+        max_ongoing_requests=2 * replica.server.limits.max_connections,
     )
-    return deployment.bind(replace(replica, server=server))
+    return ingress.bind(replica, engines, cluster.batch_ms / 1000)
 
 
 def build_app(args: dict) -> serve.Application:
@@ -106,7 +121,8 @@ def build_app(args: dict) -> serve.Application:
     cluster = {}
     for key, value in args.items():
         if key in names and key != "proxy_location":
-            value = float(value) if "pus" in key or key.endswith("_s") else int(value)
+            floats = "pus" in key or key.endswith(("_s", "_ms"))
+            value = float(value) if floats else int(value)
         if key in names:
             cluster[key] = value
     pipeline = PipelineOptions(**{k: args[k] for k in pipeline_keys if k in args}, backend="torch")

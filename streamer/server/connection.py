@@ -280,19 +280,32 @@ class Connection:
         session = self.session
         if session is None or session.closing:
             raise ProtocolError("no_stream", "this connection has no open stream to end")
-        self.protocol.stream_ended()
-        await self.server.end_stream(session, "ended by its client")
-        self.session = None
+        await self._end_stream(session, "ended by its client", request.id)
         if self.subscriber is not None and self.subscriber.streams == {session.id}:
             self.server.hub.unsubscribe(self.subscriber)
             self.subscriber = None
+
+    async def _end_stream(self, session: Session, reason: str, request_id: object = None) -> None:
+        self.protocol.stream_ended()
+        await self.server.end_stream(session, reason)
+        self.session = None
         ended = {
             "type": "ended",
             "stream": session.id,
             "audio_s": round(session.audio_s, 3),
-            "reason": "ended by its client",
+            "reason": reason,
         }
-        self.reply(ended, request.id)
+        self.reply(ended, request_id)
+
+    async def stream_lost(self, reason: str) -> None:
+        """End this connection's stream for the daemon's own ``reason`` (the engine that
+        held it is gone): the client gets ``ended`` with it, then an ``engine_lost``
+        error and close code 1013; a new connection gets a new stream."""
+        session = self.session
+        if session is None or session.closing:
+            return
+        await self._end_stream(session, reason)
+        await self._close(ProtocolError("engine_lost", reason, TRY_LATER))
 
     async def _status(self, request: Request) -> None:
         self.reply(self.server.status(), request.id)

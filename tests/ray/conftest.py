@@ -1,10 +1,13 @@
 """A real Ray cluster on this machine: two simulated nodes on 127.0.0.1, Serve's proxy
-on a free port, the streamer application deployed by each test module (two fixed
-replicas, one on each node; or autoscaling ones).
+on a free port, the streamer application deployed by each test module: two ingress
+replicas (no CPU of their own) in front of the engine replicas (two fixed ones, one
+CPU each, so one on each node; or autoscaling ones).
 
-Ray and Serve start once for the package (with two replicas that each load the model,
+Ray and Serve start once for the package (the engine replicas each load the model,
 about a minute on a loaded 2-core machine); the profile store is a fresh folder
-holding alice and bob. Tests talk to the proxy with the daemon tests' client.
+holding alice and bob. Tests talk to the proxy with the daemon tests' client. Ray's
+workers inherit this process's environment (``PYTHONPATH`` too), so they import the
+same streamer as the tests.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ serve = pytest.importorskip("ray.serve", reason="the Ray tests need ray[serve]")
 from streamer.pipeline import PipelineOptions  # noqa: E402
 from streamer.profiles import Profile, ProfileStore  # noqa: E402
 from streamer.ray.deploy import APP_NAME, ClusterOptions, build  # noqa: E402
+from streamer.ray.engine import ENGINE, INGRESS  # noqa: E402
 from streamer.ray.hub import NAMESPACE  # noqa: E402
-from streamer.ray.replica import ReplicaOptions  # noqa: E402
+from streamer.ray.ingress import ReplicaOptions  # noqa: E402
 from streamer.server.options import ServerOptions  # noqa: E402
 from tests.server.conftest import Client  # noqa: E402
 
@@ -37,15 +41,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def replica_states() -> dict:
+def replica_states(deployment: str = ENGINE) -> dict:
     app = serve.status().applications.get(APP_NAME)
-    return app.deployments[APP_NAME].replica_states if app else {}
+    return app.deployments[deployment].replica_states if app else {}
 
 
-def wait_running(replicas: int) -> None:
+def wait_running(engines: int, ingresses: int) -> None:
     deadline = time.monotonic() + DEPLOY_TIMEOUT_S
-    while replica_states() != {"RUNNING": replicas}:
-        assert time.monotonic() < deadline, f"replicas did not start: {replica_states()}"
+    wanted = {ENGINE: {"RUNNING": engines}, INGRESS: {"RUNNING": ingresses}}
+    while (states := {d: replica_states(d) for d in wanted}) != wanted:
+        assert time.monotonic() < deadline, f"replicas did not start: {states}"
         time.sleep(1.0)
 
 
@@ -90,14 +95,14 @@ def ray_cluster(tmp_path_factory, voice_profiles):
 
 @contextlib.contextmanager
 def deployed(ray_cluster, options: ClusterOptions, running: int):
-    """The streamer application, scaled by ``options``, once ``running`` replicas run;
-    deleted afterwards (the next module deploys its own)."""
+    """The streamer application, scaled by ``options``, once ``running`` engine replicas
+    (and every ingress replica) run; deleted afterwards (the next module deploys its own)."""
     replica = ReplicaOptions(
         PipelineOptions(backend="torch"), ServerOptions(), str(ray_cluster.store.path)
     )
     serve.run(build(options, replica), name=APP_NAME, route_prefix="/", blocking=False)
     try:
-        wait_running(running)
+        wait_running(running, options.ingress_replicas)
         yield ray_cluster
     finally:
         serve.delete(APP_NAME)
@@ -105,23 +110,29 @@ def deployed(ray_cluster, options: ClusterOptions, running: int):
 
 @pytest.fixture(scope="module")
 def proxy(ray_cluster):
-    """Serve's proxy (``.port``) in front of two replicas, one on each node."""
+    """Serve's proxy (``.port``) in front of two ingress replicas and two engine
+    replicas, one on each node."""
     with deployed(ray_cluster, ClusterOptions(replicas=2, cpus_per_replica=1.0), 2) as cluster:
         yield cluster
 
 
-async def replica_of(client: Client) -> str:
-    """The replica serving a connection (from its ``status``)."""
+async def status_of(client: Client) -> dict:
+    """The ``status`` of the ingress replica serving a connection."""
     await client.send({"type": "status", "id": "which"})
-    return (await client.next("status"))["replica"]
+    return await client.next("status")
 
 
-async def connections_on_both(proxy, count: int = 2, **hello) -> dict[str, list[Client]]:
-    """Stream connections, opened until both replicas hold at least one: {replica: clients}."""
-    by_replica: dict[str, list[Client]] = {}
-    for _ in range(8):
-        client = await Client.open(proxy, listen=True, **hello)
-        by_replica.setdefault(await replica_of(client), []).append(client)
-        if len(by_replica) == count:
-            return by_replica
-    raise AssertionError(f"8 connections all went to {sorted(by_replica)}")
+async def replica_of(client: Client) -> str:
+    """The ingress replica serving a connection."""
+    return (await status_of(client))["replica"]
+
+
+async def open_stream(proxy) -> tuple[Client, str, str, str, str]:
+    """A stream connection with its events: (client, stream id, its ingress replica, its
+    engine replica, the engine's node)."""
+    client = await Client.connect(proxy)
+    ready = await client.hello("stream", events=True)
+    client.listen()
+    status = await status_of(client)
+    stream = next(s for s in status["streams"] if s["stream"] == ready["stream"])
+    return client, ready["stream"], status["replica"], stream["engine"], stream["node"]

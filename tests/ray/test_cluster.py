@@ -1,6 +1,7 @@
-"""streamer on a real Ray cluster (two simulated nodes, Serve's proxy on 127.0.0.1):
-streams spread over the replicas, subscribers see all of them, profiles are shared, and
-a replica that dies ends only its own streams."""
+"""streamer on a real Ray cluster (two simulated nodes, Serve's proxy on 127.0.0.1, two
+ingress replicas in front of two engine replicas): streams spread over the engines,
+subscribers on any ingress see all of them, profiles are shared, and an engine replica
+that dies ends only its own streams, whose clients are told why."""
 
 from __future__ import annotations
 
@@ -15,37 +16,29 @@ import ray
 from websockets.exceptions import ConnectionClosed
 
 from streamer.evaluation.synth import speech
-from streamer.ray.hub import REPLICA_DIED
+from streamer.ray.remote import ENGINE_DIED
 from tests.conftest import label_share
 from tests.server.conftest import Client, run
 
-from .conftest import replica_of
+from .conftest import open_stream, replica_of
 
 
-async def open_stream(proxy) -> tuple[Client, str, str]:
-    """A stream connection with its events: (client, stream id, replica)."""
-    client = await Client.connect(proxy)
-    ready = await client.hello("stream", events=True)
-    client.listen()
-    return client, ready["stream"], await replica_of(client)
-
-
-async def streams_on_two_replicas(proxy) -> list[tuple[Client, str, str]]:
-    """Stream connections until two replicas hold one each (the rest are closed)."""
-    chosen: dict[str, tuple[Client, str, str]] = {}
-    spare = []
+async def streams_on_two_replicas(proxy) -> list[tuple[Client, str, str, str, str]]:
+    """Stream connections until two of them differ in both their ingress and their engine
+    replica (the rest are closed); each is ``open_stream``'s tuple."""
+    opened = []
     for _ in range(8):
-        opened = await open_stream(proxy)
-        if opened[2] in chosen:
-            spare.append(opened)
-        else:
-            chosen[opened[2]] = opened
-        if len(chosen) == 2:
-            break
-    for client, _, _ in spare:
-        await client.close()
-    assert len(chosen) == 2, f"8 connections all went to replica {sorted(chosen)}"
-    return list(chosen.values())
+        opened.append(await open_stream(proxy))
+        pair = next(
+            ((a, b) for a in opened for b in opened if a[2] != b[2] and a[3] != b[3]),
+            None,
+        )
+        if pair is not None:
+            for other in opened:
+                if other not in pair:
+                    await other[0].close()
+            return list(pair)
+    raise AssertionError(f"8 streams never spread: {[(o[2], o[3]) for o in opened]}")
 
 
 async def connection_on(proxy, replica: str, role: str = "subscribe") -> Client:
@@ -67,7 +60,7 @@ def test_streams_land_on_both_replicas_and_one_subscriber_sees_them_all(proxy):
     alice, bob = speech("alice", 6.0, seed=11), speech("bob", 6.0, seed=12)
 
     async def scenario():
-        (a, a_id, a_replica), (b, b_id, b_replica) = await streams_on_two_replicas(proxy)
+        (a, a_id, a_replica, *_), (b, b_id, b_replica, *_) = await streams_on_two_replicas(proxy)
         watcher = await connection_on(proxy, a_replica)  # b's events cross the hub to it
         await asyncio.gather(a.send_audio(alice), b.send_audio(bob))
         await asyncio.gather(a.end(), b.end())
@@ -93,7 +86,7 @@ def test_a_voice_enrolled_through_one_replica_is_named_on_the_other(proxy):
     carol, later = speech("carol", 9.0, seed=71), speech("carol", 6.0, seed=73)
 
     async def scenario():
-        (a, a_id, a_replica), (b, b_id, b_replica) = await streams_on_two_replicas(proxy)
+        (a, a_id, a_replica, *_), (b, b_id, b_replica, *_) = await streams_on_two_replicas(proxy)
         # Asked for on b's replica (as the web page's control connection may be) of a's
         # stream: a's replica enrolls, the replies come back through the hub.
         control = await connection_on(proxy, b_replica, "control")
@@ -166,23 +159,25 @@ def test_metrics_and_healthz_cover_every_replica_and_the_page_loads_through_the_
     assert run(page_socket(), 60)["type"] == "ready"
 
 
-# Last in the module: it kills a replica, and Serve's replacement attaches to the hub later.
-def test_killing_a_replica_ends_only_its_streams(proxy):
+# Last in the module: it kills an engine replica, and Serve's replacement starts later.
+def test_killing_an_engine_replica_ends_only_its_streams_and_tells_their_clients(proxy):
     alice, bob = speech("alice", 4.0, seed=21), speech("bob", 8.0, seed=22)
 
     async def scenario():
-        (a, a_id, a_replica), (b, b_id, b_replica) = await streams_on_two_replicas(proxy)
-        watcher = await connection_on(proxy, b_replica)
+        (a, a_id, _, a_engine, _), (b, b_id, b_replica, *_) = await streams_on_two_replicas(proxy)
+        watcher = await connection_on(proxy, b_replica)  # a's ending crosses the hub to it
         await asyncio.gather(a.send_audio(alice), b.send_audio(bob[: len(bob) // 2]))
         await b.next("speaker", timeout_s=30)
         name = next(
             n["name"]
             for n in ray.util.list_named_actors(all_namespaces=True)
-            if n["name"].endswith(f"#{a_replica}")
+            if n["name"].endswith(f"#{a_engine}")
         )
         ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
-        ended = await watcher.next("stream_ended", timeout_s=30)
-        # Its own client loses the connection (the proxy drops it with the replica).
+        noticed = await watcher.next("stream_ended", timeout_s=30)
+        # Its own client is told why, then its connection is closed: try again.
+        a_ended = await a.next("ended", timeout_s=30)
+        refused = await a.next("error", timeout_s=30)
         await asyncio.wait_for(a.ws.wait_closed(), 30)
         with contextlib.suppress(ConnectionClosed):
             await a._reader
@@ -192,15 +187,20 @@ def test_killing_a_replica_ends_only_its_streams(proxy):
         await watcher.next("stream_ended", timeout_s=30)
         for client in (b, watcher):
             await client.close()
-        return a_id, b_id, ended, b_ended, before, b.events(b_id), watcher
+        return a_id, b_id, noticed, a_ended, refused, a, b_ended, before, b.events(b_id), watcher
 
-    a_id, b_id, ended, b_ended, before, b_events, watcher = run(scenario(), 240)
-    assert ended["stream"] == a_id and ended["reason"] == REPLICA_DIED
+    a_id, b_id, noticed, a_ended, refused, a, b_ended, before, b_events, watcher = run(
+        scenario(), 240
+    )
+    assert noticed["stream"] == a_id and noticed["reason"] == ENGINE_DIED
+    assert a_ended["stream"] == a_id and a_ended["reason"] == ENGINE_DIED, a_ended
+    assert refused["code"] == "engine_lost" and refused["message"] == ENGINE_DIED, refused
+    assert a.ws.close_code == 1013  # try again later: a new connection gets a new engine
     assert b_ended["stream"] == b_id and b_ended["audio_s"] == 8.0
-    assert len(b_events) > before  # b carried on after a's replica died
+    assert len(b_events) > before  # b carried on after a's engine replica died
     assert label_share(b_events, 0.0, 8.0).get("bob", 0) > 6.0
     endings = [m for _, m in watcher.received if m["type"] == "stream_ended"]
     assert [(m["stream"], m["reason"]) for m in endings] == [
-        (a_id, REPLICA_DIED),
+        (a_id, ENGINE_DIED),
         (b_id, "ended by its client"),
     ]

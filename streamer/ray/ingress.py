@@ -1,14 +1,18 @@
-"""A Serve replica: the daemon's protocol and one engine, behind Ray Serve's proxy.
+"""The ingress deployment: the daemon's protocol behind Ray Serve's proxy, its engines
+in the engine deployment (:mod:`~streamer.ray.engine`).
 
-Each replica of the deployment is a whole daemon without a listening socket: Serve's
-proxy hands it websocket connections (a FastAPI route), and
+Each ingress replica is the daemon without a listening socket and without an engine of
+its own: Serve's proxy hands it websocket connections (a FastAPI route), and
 :meth:`~streamer.server.app.Server.connect` serves each with the daemon's own
 :class:`~streamer.server.connection.Connection` — the same messages, limits and errors
-as ``streamer serve``. A stream stays on the replica that took its connection for its
-whole life; the proxy sends new connections to the replicas with the fewest open ones.
+as ``streamer serve``. Its engine worker is :class:`~streamer.ray.remote.RemoteEngines`:
+each stream runs on the engine replica Serve's router chose when it opened, for its
+whole life. When that replica dies, the stream's client gets ``ended`` with the reason
+:data:`~streamer.ray.remote.ENGINE_DIED` and its connection is closed (1013, try
+again); every other stream and subscriber carries on.
 
-What the replica does differently: its hub is linked to the cluster's hub actor
-(:mod:`~streamer.ray.link`), so its subscribers see every replica's streams and
+What an ingress replica does beyond the daemon: its hub is linked to the cluster's hub
+actor (:mod:`~streamer.ray.link`), so its subscribers see every replica's streams and
 stream ids are unique cluster-wide; its profile store is the cluster's
 (:class:`~streamer.ray.link.ClusterStore`).
 """
@@ -17,7 +21,6 @@ stream ids are unique cluster-wide; its profile store is the cluster's
 import asyncio
 import contextlib
 import logging
-import random
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -29,13 +32,13 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from ray import serve
 from ray.serve.config import RequestRouterConfig
-from ray.serve.request_router import FIFOMixin, RequestRouter, RunningReplica
 from starlette.websockets import WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close
 
 from ..errors import ProtocolError, StreamerError
-from ..pipeline import PipelineOptions, build_engine
+from ..models import get_spec
+from ..pipeline import PipelineOptions
 from ..profiles import default_store_path
 from ..server.app import Server
 from ..server.connection import serve_stream_request
@@ -44,8 +47,11 @@ from ..server.metrics import CONTENT_TYPE_LATEST
 from ..server.options import ServerOptions
 from ..server.protocol import Request as StreamRequest
 from ..server.protocol import error_message
+from .engine import INGRESS
 from .hub import Message, start_hub
 from .link import ClusterStore, HubLink, LinkedHub, RemoteClient
+from .remote import ENGINE_DIED, EnginePool, RemoteEngines
+from .routing import SpreadRouter
 
 log = logging.getLogger("streamer.ray")
 
@@ -54,8 +60,8 @@ api = FastAPI(title="streamer", docs_url=None, redoc_url=None, openapi_url=None)
 
 @dataclass(frozen=True)
 class ReplicaOptions:
-    """What every replica runs: the model, the daemon's options (address and port are
-    the proxy's, set when Serve starts) and the profile store's folder on the head node
+    """What the replicas run: the model, the daemon's options (address and port are the
+    proxy's, set when Serve starts) and the profile store's folder on the head node
     (where the hub runs)."""
 
     pipeline: PipelineOptions = field(default_factory=PipelineOptions)
@@ -70,6 +76,7 @@ class ServeSocket:
     def __init__(self, websocket: WebSocket) -> None:
         self._ws = websocket
         self.close_code: int | None = None
+        self.close_reason: str | None = None
         url = websocket.url
         self.request = SimpleNamespace(
             path=url.path + (f"?{url.query}" if url.query else ""), headers=websocket.headers
@@ -85,6 +92,7 @@ class ServeSocket:
             message = await self._ws.receive()
             if message["type"] == "websocket.disconnect":
                 self.close_code = message.get("code", 1005)
+                self.close_reason = message.get("reason") or None
                 return
             data = message.get("bytes")
             yield data if data is not None else message.get("text", "")
@@ -109,20 +117,25 @@ class ServeSocket:
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         if self.close_code is None:
-            self.close_code = code
+            self.close_code, self.close_reason = code, reason
             with contextlib.suppress(RuntimeError, OSError):  # the client closed it first
                 await self._ws.close(code, reason)
 
 
-class ReplicaServer(Server):
-    """The daemon, as one replica of the cluster (see the module docstring)."""
+class IngressServer(Server):
+    """The daemon, as one ingress replica of the cluster (see the module docstring)."""
 
-    def __init__(self, engine, store: ClusterStore, options: ServerOptions, link: HubLink):
-        super().__init__(engine, store, options)
+    def __init__(
+        self, engines: RemoteEngines, store: ClusterStore, options: ServerOptions, link: HubLink
+    ):
+        super().__init__(EnginePool(engines), store, options)
+        self.engines = engines
+        engines.on_lost = self._engine_lost
+        self.admission.enabled = False  # the engines' capacity is Serve's to manage
         self.link = link
         self.replica = link.replica
         self.hub = LinkedHub(self.metrics, link)
-        self._applied = -1  # the version of the profiles the engine has
+        self._applied = -1  # the version of the profiles the engines have
 
     def new_stream_id(self) -> str:
         return f"{self.replica}.{super().new_stream_id()}"
@@ -189,8 +202,26 @@ class ReplicaServer(Server):
         """``health``: this replica's health; ``metrics``: its Prometheus text."""
         return self.health() if question == "health" else self.exposition()
 
+    def _engine_lost(self, stream_id: str) -> None:
+        """A stream's engine replica died: its client is told why and closed."""
+        session = self.sessions.get(stream_id)
+        if session is None or session.closing:
+            return
+        connection = next((c for c in self.connections if c.session is session), None)
+        if connection is not None:
+            self.background(connection.stream_lost(ENGINE_DIED))
+        else:
+            self.background(self.end_stream(session, ENGINE_DIED))
+
     def status(self) -> dict:
-        return {**super().status(), "replica": self.replica, "node": self.node}
+        """The daemon's status, with this replica, its node and each stream's engine
+        replica (``engine``) and node (``node``)."""
+        status = super().status()
+        for entry in status["streams"]:
+            stream = self.engines.streams.get(entry["stream"])
+            if stream is not None:
+                entry.update(engine=stream.replica, node=stream.node)
+        return {**status, "replica": self.replica, "node": self.node}
 
     @property
     def node(self) -> str:
@@ -216,51 +247,39 @@ def labelled(expositions: dict[str, bytes]) -> bytes:
     return generate_latest(SimpleNamespace(collect=lambda: list(families.values())))
 
 
-class SpreadRouter(FIFOMixin, RequestRouter):
-    """Serve's router for the replicas: a new connection goes to the replica with the
-    fewest open ones, on any node (replicas whose count the router does not know yet
-    are asked first). Serve's default prefers replicas on the proxy's own node until
-    they are full, and picks among those whose count it knows, which piles streams onto
-    one replica."""
-
-    async def choose_replicas(
-        self, candidate_replicas: list[RunningReplica], pending_request=None
-    ) -> list[list[RunningReplica]]:
-        cache = self.replica_queue_len_cache
-
-        def load(replica: RunningReplica) -> float:
-            known = cache.get(replica.replica_id)
-            return -1.0 if known is None else known  # unknown: probe it first
-
-        shuffled = random.sample(candidate_replicas, len(candidate_replicas))  # ties: random
-        return [[replica] for replica in sorted(shuffled, key=load)]
-
-
 @serve.deployment(
-    name="streamer",
-    max_ongoing_requests=200,
-    graceful_shutdown_timeout_s=3600,  # a replica scaled down waits for its streams to end
+    name=INGRESS,
+    graceful_shutdown_timeout_s=3600,  # a replica stopped waits for its streams to end
     request_router_config=RequestRouterConfig(request_router_class=SpreadRouter),
 )
 @serve.ingress(api)
-class Replica:
-    """The deployment. ``ray_actor_options``, replicas and autoscaling come from
-    :func:`~streamer.ray.deploy.build`."""
+class Ingress:
+    """The ingress deployment. Its replicas and theirs sizes, and the engine
+    deployment's, come from :func:`~streamer.ray.deploy.build`."""
 
-    async def __init__(self, options: ReplicaOptions) -> None:
+    async def __init__(self, options: ReplicaOptions, engines, batch_s: float) -> None:
+        """``engines``: the engine deployment's handle; ``batch_s``: how often a stream's
+        audio goes to its engine replica."""
         hub = start_hub(options.profiles)
         replica = serve.get_replica_context().replica_id.unique_id
         link = HubLink(hub, replica)
         store = ClusterStore(hub, await hub.path.remote())
-        engine = await asyncio.to_thread(build_engine, options.pipeline)
-        self.server = ReplicaServer(engine, store, options.server, link)
+        spec = get_spec(options.pipeline.model)
+        remote = RemoteEngines(engines, replica, spec, options.pipeline.worker.buffer_s, batch_s)
+        self.server = IngressServer(remote, store, options.server, link)
         self.routes = HttpRoutes(self.server)
         ready = asyncio.get_running_loop().create_future()
         self._feed = asyncio.create_task(link.run(self.server.on_batch, ready))
         await ready
         await self.server.start_engine()
         self._hub = hub
-        log.info("replica %s ready (model %s)", replica, self.server.model)
+        log.info("ingress replica %s ready (model %s)", replica, self.server.model)
+
+    async def take(self, stream_id: str, replica: str | None = None) -> list[tuple] | None:
+        """A stream's next batch of audio and jobs, for its engine replica (a call pinned
+        to this ``replica``, see :mod:`~streamer.ray.routing`); ``None``: this replica
+        holds no such stream."""
+        return await self.server.engines.take(stream_id)
 
     @api.websocket("/")
     async def websocket(self, websocket: WebSocket) -> None:
@@ -309,10 +328,10 @@ class Replica:
         return Response(answer.body, answer.status_code, headers)
 
     def check_health(self) -> None:
-        """Serve's health check: a replica whose engine or hub link failed is replaced."""
+        """Serve's health check: a replica whose hub link failed is replaced."""
         failure = self.server.failure or self.server.link.failure
         if failure is not None:
-            raise RuntimeError(f"replica {self.server.replica} failed: {failure!r}")
+            raise RuntimeError(f"ingress replica {self.server.replica} failed: {failure!r}")
 
     async def __del__(self) -> None:
         """Serve stops the replica: its streams end (their clients are told why)."""
