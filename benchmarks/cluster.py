@@ -1,4 +1,4 @@
-"""Streams held in real time through Ray Serve (1 and 2 replicas) against plain ``streamer serve``.
+"""Streams held in real time on Ray Serve (1 and 2 engine replicas) against ``streamer serve``.
 
     python benchmarks/cluster.py                        # 2, 4, 8, 16 streams, 20 s each
     python benchmarks/cluster.py --streams 4 8 --seconds 30 --json
@@ -6,14 +6,15 @@
 One run, four daemons one after the other, on this machine: ``streamer serve
 --workers 1`` (one engine), ``streamer serve`` (an engine worker per core), ``streamer
 serve --ray --replicas 1`` and ``--replicas 2`` (a local Ray
-instance, Serve's proxy on 127.0.0.1). Each gets the rounds of
+instance, Serve's proxy on 127.0.0.1, two ingress replicas in front of the engine
+replicas). Each gets the rounds of
 ``benchmarks/daemon_latency.py``: N clients sending synthetic conversations in real
 time (20 ms int16 frames), one subscriber for all streams, event lag = subscriber
 received − its decisive audio sent. A daemon *holds* N streams when the p95 lag stays
 under 1 s.
 
 "idle CPU" is what the daemon's whole process tree (for Ray: the raylet, GCS, Serve's
-controller and proxy, the hub and the replicas) uses with no streams, in cores, over
+controller and proxy, the hub, the ingress and engine replicas) uses with no streams, in cores, over
 10 s. "CPU per stream" is the tree's CPU time during a round beyond that, per second of
 audio per stream (a share of one core): the Ray overhead per stream is its difference
 from the plain daemon's. The machine is shared: the load average is in the table.
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         nargs="+",
         choices=(0, 1, 2, 3),
-        help="0: plain, one worker; 1: plain, a worker per core; 2, 3: Ray, 1 and 2 replicas",
+        help="0: plain, one worker; 1: plain, a worker per core; 2, 3: Ray, 1 and 2 engines",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)

@@ -63,6 +63,7 @@ class EngineReplica:
         engine = await asyncio.to_thread(build_engine, pipeline)
         self._outboxes: dict[str, asyncio.Queue] = {}
         self._windows = 0  # windows embedded as of the last step
+        self._processed: dict[str, int] = {}  # samples each stream was last told
         self.runner = EngineRunner(
             engine,
             asyncio.get_running_loop(),
@@ -105,6 +106,7 @@ class EngineReplica:
             if puller is not None:
                 puller.cancel()
             del self._outboxes[stream_id]
+            self._processed.pop(stream_id, None)
             if stream_id in self.runner.engine.streams:  # its ingress went away
                 await self.runner.end_stream(stream_id)
 
@@ -170,16 +172,20 @@ class EngineReplica:
                 outbox.put_nowait(("events", mine))
 
     def _stepped(self, cpu_s: float, step_s: float, windows: int) -> None:
-        """Each stream learns how far it is processed, with its share of the step."""
+        """Each stream the step moved on learns how far it is processed, with its share of
+        the step (its time goes with one of them)."""
         new, self._windows = windows - self._windows, windows
-        streams = self.runner.engine.streams
-        share = 1.0 / max(1, len(self._outboxes))
+        moved = []
         for stream_id, outbox in self._outboxes.items():
-            stream = streams.get(stream_id)
-            if stream is not None:
-                processed = round(stream.time_s * stream.sample_rate)
-                outbox.put_nowait(("stepped", processed, cpu_s * share, step_s, new * share))
-                step_s = None  # timed once, with the first stream
+            stream = self.runner.engine.streams.get(stream_id)
+            processed = None if stream is None else round(stream.time_s * stream.sample_rate)
+            if processed is not None and processed != self._processed.get(stream_id):
+                self._processed[stream_id] = processed
+                moved.append((outbox, processed))
+        for outbox, processed in moved:
+            share = 1.0 / len(moved)
+            outbox.put_nowait(("stepped", processed, cpu_s * share, step_s, new * share))
+            step_s = None
 
     def _on_failure(self, exc: BaseException) -> None:
         log.error("engine replica %s failed: %r", self.replica, exc)

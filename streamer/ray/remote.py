@@ -149,7 +149,8 @@ class RemoteEngines:
         holds one of this ingress's streams (once each)."""
         self._profiles = profiles
         replicas = {s.replica: s for s in self.streams.values() if not s.lost}
-        return asyncio.gather(*(self._job(s, "set_profiles", profiles) for s in replicas.values()))
+        jobs = (self._job(s, "set_profiles", profiles) for s in replicas.values())
+        return asyncio.gather(*jobs, return_exceptions=True)  # a lost stream's replica is gone
 
     def settle(self, stream_id: str, label: str) -> asyncio.Future:
         return self._job(self.streams[stream_id], "settle", stream_id, label)
