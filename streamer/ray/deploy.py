@@ -101,7 +101,7 @@ def build(cluster: ClusterOptions, replica: ReplicaOptions) -> serve.Application
     ingress = Ingress.options(
         num_replicas=cluster.ingress_replicas,
         ray_actor_options={"num_cpus": cluster.ingress_cpus},
-        # each connection is one request, and each of its stream's takes another
+        # each connection is one request, and its stream's feed to its engine another
         max_ongoing_requests=2 * replica.server.limits.max_connections,
     )
     return ingress.bind(replica, engines, cluster.batch_ms / 1000)

@@ -5,10 +5,11 @@ A stream is one long-running Serve streaming call, :meth:`EngineReplica.session`
 Serve's router gives it to the replica with the fewest streams (every stream is one
 ongoing request: what ``max_ongoing_requests`` caps and autoscaling counts), and it
 stays there. Through it the replica sends the stream's messages as they come; the
-stream's audio and operations it takes from the ingress replica that holds the
-stream's connection (:meth:`~streamer.ray.ingress.Ingress.take`, a call pinned to that
-replica), one batch per call. Everything a stream needs rides its own call, so a
-replica that Serve scales down serves its streams to their end.
+stream's audio and operations come, in batches, through one long-running call it makes
+to the ingress replica that holds the stream's connection
+(:meth:`~streamer.ray.ingress.Ingress.feed`, pinned to that replica). Everything a
+stream needs rides these two calls, routed once, so a replica that Serve scales down
+serves its streams to their end.
 
 Messages, ingress to engine: ``("audio", float32 bytes)`` and jobs ``(number,
 operation, args)`` (the operations of :class:`~streamer.server.runner.EngineRunner`);
@@ -42,7 +43,6 @@ log = logging.getLogger("streamer.ray")
 
 INGRESS = "ingress"
 ENGINE = "engine"
-TAKE_FAILURES = (ray.exceptions.RayError, asyncio.TimeoutError)
 
 
 @serve.deployment(
@@ -114,12 +114,9 @@ class EngineReplica:
         """Take the stream's audio and jobs from its ingress replica until it ends."""
         stream = self.runner.engine.streams[stream_id]
         ending = False
+        feed = self._ingress.options(stream=True).feed.remote(stream_id, **{PINNED: ingress})
         try:
-            while not ending:
-                messages = await self._ingress.take.remote(stream_id, **{PINNED: ingress})
-                if messages is None:
-                    log.warning("stream %r: its ingress replica let go of it", stream_id)
-                    break
+            async for messages in feed:
                 for message in messages:
                     if message[0] == "audio":
                         stream.push(np.frombuffer(message[1], dtype=np.float32))
@@ -127,15 +124,15 @@ class EngineReplica:
                     else:
                         self._job(outbox, *message)
                         ending = ending or message[1] == "end_stream"
-        except TAKE_FAILURES as exc:
+        except asyncio.CancelledError:
+            feed.cancel()
+            raise
+        except ray.exceptions.RayError as exc:
             log.warning("stream %r: its ingress replica is gone (%r)", stream_id, exc)
-            outbox.put_nowait(None)
         except Exception:
             log.exception("stream %r: taking its audio failed; closing it", stream_id)
+        if not ending:  # the ingress let go of it
             outbox.put_nowait(None)
-        else:
-            if not ending:
-                outbox.put_nowait(None)
 
     def _job(self, outbox: asyncio.Queue, number: int, operation: str, args: tuple) -> None:
         runner = self.runner

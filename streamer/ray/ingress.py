@@ -275,11 +275,12 @@ class Ingress:
         self._hub = hub
         log.info("ingress replica %s ready (model %s)", replica, self.server.model)
 
-    async def take(self, stream_id: str, replica: str | None = None) -> list[tuple] | None:
-        """A stream's next batch of audio and jobs, for its engine replica (a call pinned
-        to this ``replica``, see :mod:`~streamer.ray.routing`); ``None``: this replica
-        holds no such stream."""
-        return await self.server.engines.take(stream_id)
+    async def feed(self, stream_id: str, replica: str | None = None):
+        """A stream's audio and jobs, for its engine replica: one long-running call pinned
+        to this ``replica`` (:mod:`~streamer.ray.routing`), see
+        :meth:`~streamer.ray.remote.RemoteEngines.feed`."""
+        async for batch in self.server.engines.feed(stream_id):
+            yield batch
 
     @api.websocket("/")
     async def websocket(self, websocket: WebSocket) -> None:

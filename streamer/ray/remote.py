@@ -5,8 +5,9 @@
 :class:`~streamer.server.app.Server` drives it as one of its engine workers); each
 stream it opens is an :class:`EngineStream` on the engine replica Serve's router chose
 (:mod:`~streamer.ray.engine` has the messages). Audio waits in the stream's mailbox
-until its engine replica takes it: at most once per ``batch_s`` (jobs go at once), so a
-stream costs one Ray call per batch, not per websocket frame.
+and goes to its engine replica in one batch at most every ``batch_s`` (jobs at once),
+as items of one long-running call the replica makes (:meth:`RemoteEngines.feed`): a
+stream costs one Ray streaming item per batch, not a Ray call per websocket frame.
 
 A stream whose call fails (its engine replica died) is *lost*: its jobs fail, its
 audio is dropped, and ``on_lost`` tells the daemon, which ends it with
@@ -19,7 +20,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from ..errors import ProtocolError, StreamerError
 from ..events import Event
@@ -51,15 +52,15 @@ class EngineStream(RemoteStream):
         self.arrived = asyncio.Event()
         self.jobs: dict[int, asyncio.Future] = {}
         self.callbacks: tuple[Callable, Callable] | None = None  # an enrollment's
-        self.taken_at = 0.0  # monotonic time of the replica's last take
+        self.taken_at = 0.0  # monotonic time of the last batch
 
     def post(self, message: tuple) -> None:
         self.mailbox.append(message)
         self.arrived.set()
 
     async def take(self, batch_s: float) -> list[tuple]:
-        """What the engine replica is to do next: waits for something, then (audio only)
-        until ``batch_s`` after the last take."""
+        """The next batch for the engine replica: waits for something, then (audio only)
+        until ``batch_s`` after the last batch."""
         await self.arrived.wait()
         if all(m[0] == "audio" for m in self.mailbox):
             await asyncio.sleep(max(0.0, self.taken_at + batch_s - time.monotonic()))
@@ -86,7 +87,7 @@ class RemoteEngines:
         self._capacity = int(buffer_s * spec.sample_rate)
         self._profiles: dict = {}
         self._numbers = itertools.count()
-        self._feeds: set[asyncio.Task] = set()
+        self._receivers: set[asyncio.Task] = set()
         self._on_events: Callable[[list[Event]], None] = lambda events: None
         self._metrics = Metrics()
         self.on_lost: Callable[[str], None] = lambda stream_id: None
@@ -125,9 +126,9 @@ class RemoteEngines:
                 ) from None
             raise
         _, stream.replica, stream.node = first[0]
-        feed = asyncio.create_task(self._feed(stream, call))
-        self._feeds.add(feed)
-        feed.add_done_callback(self._feeds.discard)
+        task = asyncio.create_task(self._receive(stream, call))
+        self._receivers.add(task)
+        task.add_done_callback(self._receivers.discard)
         return stream
 
     async def end_stream(self, stream_id: str) -> list[Event]:
@@ -179,9 +180,9 @@ class RemoteEngines:
         return await self.handle.calibrate.remote()
 
     async def stop(self) -> None:
-        for feed in list(self._feeds):
-            feed.cancel()
-        await asyncio.gather(*self._feeds, return_exceptions=True)
+        for task in list(self._receivers):
+            task.cancel()
+        await asyncio.gather(*self._receivers, return_exceptions=True)
 
     # The streams' calls
 
@@ -201,15 +202,19 @@ class RemoteEngines:
         stream.post((number, operation, args))
         return future
 
-    async def take(self, stream_id: str) -> list[tuple] | None:
-        """The engine replica's next batch of a stream; ``None``: no such stream here."""
+    async def feed(self, stream_id: str) -> AsyncIterator[list[tuple]]:
+        """A stream's audio and jobs for its engine replica, a batch at a time, until its
+        ``end_stream`` job; nothing if this ingress replica does not hold the stream."""
         stream = self.streams.get(stream_id)
-        if stream is None or stream.lost:
-            return None
-        messages = await stream.take(self.batch_s)
-        return None if stream.lost else messages
+        while stream is not None and not stream.lost:
+            messages = await stream.take(self.batch_s)
+            if stream.lost:
+                return
+            yield messages
+            if any(m[1] == "end_stream" for m in messages if m[0] != "audio"):
+                return
 
-    async def _feed(self, stream: EngineStream, call) -> None:
+    async def _receive(self, stream: EngineStream, call) -> None:
         """The stream's messages from its engine replica, until it ends or is lost."""
         try:
             async for batch in call:
@@ -253,7 +258,7 @@ class RemoteEngines:
     def _lose(self, stream: EngineStream, exc: BaseException) -> None:
         log.error("stream %r lost its engine replica %s: %r", stream.id, stream.replica, exc)
         stream.lost = True
-        stream.arrived.set()  # a take waiting for it returns
+        stream.arrived.set()  # its feed, waiting for audio, ends
         stream.processed = stream.pushed  # nothing is waiting for it any more
         for future in stream.jobs.values():
             if not future.done():
