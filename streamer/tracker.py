@@ -114,7 +114,9 @@ class TrackerOptions:
             many seconds of its clean speech; older speech fades out, so the centroid
             follows the voice but cannot grow without bound.
         merge_score: two unknown voices whose centroids are this similar are one
-            voice: the younger label is folded into the older one.
+            voice: the younger label is folded into the older one. Recent ``unknown``
+            segments (``revise_s``) this similar to each other and to their mean make a
+            voice of their own once there are ``min_voice_windows`` of them.
         revise_s: a closed segment labelled ``unknown`` or with an unknown voice's label
             that ended at most this many seconds ago is sent again with a better label
             (a corrected ``segment`` event) when the session has since learnt one: a voice
@@ -613,7 +615,8 @@ class Tracker:
         if label == UNKNOWN and segment.label in self.voices:
             return []  # a voice of its own already; more windows will refine it
         if label == UNKNOWN and len(segment.clean) >= o.min_voice_windows:
-            label = self._new_voice(segment, now_s)
+            label = self._new_voice(segment.clean, now_s)
+            segment.clean.clear()
         if label == segment.label:
             return []
         events = []
@@ -651,16 +654,15 @@ class Tracker:
             return self._labels[best] == label and scores[best] >= self.options.resume_score
         return False
 
-    def _new_voice(self, segment: _Segment, now_s: float) -> str:
-        """A new unknown voice, learnt from the segment's clean windows so far."""
+    def _new_voice(self, windows: list[tuple[float, np.ndarray]], now_s: float) -> str:
+        """A new unknown voice, learnt from clean windows (``(end_s, vector)``)."""
         if len(self.voices) >= self.options.max_voices:
             oldest = min(self.voices.values(), key=lambda v: v.last_heard_s)
             del self.voices[oldest.label]
         label = self._mint()
-        voice = Voice(label, np.zeros(len(segment.clean[0][1])), 0.0, now_s)
+        voice = Voice(label, np.zeros(len(windows[0][1])), 0.0, now_s)
         self.voices[label] = voice
-        self._learn(voice, segment.clean, now_s)
-        segment.clean.clear()
+        self._learn(voice, windows, now_s)
         return self._renamed.get(label, label)
 
     def _close_segment(self, end_s: float, now_s: float) -> list[Event]:
@@ -703,6 +705,7 @@ class Tracker:
         while closed and closed[0].end_s < now_s - self.options.revise_s:
             closed.popleft()
         events = []
+        self._pool_unknown(now_s)
         for entry in closed:
             label = entry.label
             while label in renamed:
@@ -717,9 +720,30 @@ class Tracker:
                         "segment", entry.start_s, entry.end_s, now_s, label, score, entry.label
                     )
                 )
+                if entry is closed[-1] and self.last_label == entry.label:
+                    self.last_label = label
                 entry.label = label
         renamed.clear()
         return events
+
+    def _pool_unknown(self, now_s: float) -> None:
+        """When the segment that just closed is ``unknown``, a new voice of the recent
+        ``unknown`` segments as alike as two voices that merge (``merge_score``), if
+        there are ``min_voice_windows`` of them: a speaker heard only in turns too short
+        to make a voice of their own."""
+        bar = self.options.merge_score
+        unknown = [e for e in self._closed if e.label == UNKNOWN]
+        if not unknown or self._closed[-1] is not unknown[-1]:
+            return
+        latest = unknown[-1]
+        group = [e for e in unknown if float(e.vector @ latest.vector) >= bar]
+        if len(group) < self.options.min_voice_windows:
+            return
+        centre = _unit(np.sum([e.vector for e in group], axis=0))
+        group = [e for e in group if float(e.vector @ centre) >= bar]
+        if len(group) < self.options.min_voice_windows:
+            return
+        self._new_voice([(e.end_s, e.vector) for e in group], now_s)
 
     def _repair(self, now_s: float, force: bool = False) -> list[Event]:
         """Run the look-back pass when it is due: adopt its voices, and re-emit each

@@ -143,3 +143,14 @@ def test_a_short_turn_heard_before_its_voice_was_learnt_is_corrected(make_engine
     corrected = [e for e in events if e.type == "segment" and e.previous == UNKNOWN]
     assert [e.label for e in corrected] == ["speaker-3"]
     assert corrected[0].emitted_at > turns[3][0]  # once bob's long turn made his voice
+
+
+def test_a_voice_heard_only_in_short_turns_gets_a_label(make_engine):
+    # bob never says enough at once to make a voice; his alike `unknown` turns make one.
+    turns = [("alice", 4.0), ("bob", 1.2), ("alice", 3.0), ("bob", 1.2)] * 2
+    audio, reference = conversation(turns, gap_s=0.6, seed=4)
+    events = run_stream(make_engine(), audio)
+    labels = [majority(events, start, end)[0] for start, end, _ in reference]
+    assert labels == ["speaker-1", "speaker-2"] * 4
+    live = [e for e in events if e.type == "segment" and e.previous is None]
+    assert live[-1].label == "speaker-2"  # bob's last turn is named as it is heard
