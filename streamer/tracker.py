@@ -26,6 +26,10 @@ full window.
   is how an unknown voice is promoted to a profile. A voice whose centroid comes to
   match a profile was that speaker heard badly and takes the name, unless the session
   has already confidently heard that speaker: then it is a stranger who sounds alike.
+  The session's recent past is corrected as it learns (``revise_s``): a closed
+  ``unknown`` segment that a voice learnt since now names, alike ``unknown`` segments
+  that together make a voice, and a voice merged into an older one are sent again as
+  corrected ``segment`` events.
 * Enrolled profiles adapt to the session: a segment named with a high score teaches the
   stream's copy of that profile its clean windows (the stored profile is not touched).
 * Turns with no pause are caught by full windows: one window that confidently names
