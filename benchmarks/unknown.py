@@ -14,6 +14,13 @@ baselines label those same windows after the fact:
   if that similarity clears a threshold, else starts a new one) at the best of a few
   thresholds, picked on the scored data itself, so the baseline is flattered.
 
+Two more rows say where the live labels lose: ``live labels`` scores the segments as
+first told (the corrections of ``docs/events.md`` not applied), ``each segment its
+majority speaker`` relabels every segment with the reference speaker it holds most of,
+so what is left is error inside segments (a turn missed without a pause) that no
+relabelling of segments can repair. DER is split into confusion, missed speech and
+false alarm (the latter two come from the speech regions, the same for every system).
+
 A baseline labels every 10 ms of the tracker's own speech regions with the label of
 the window whose centre is nearest. DER is pyannote.metrics' with ``collar=0.25``
 (the total width), overlap scored; the AMI excerpts are scored inside their UEM and the
@@ -68,14 +75,29 @@ class RecordingTracker(Tracker):
 
 
 def run(engine, audio: np.ndarray, file_id: str):
-    """Stream ``audio``; return its segments, speech regions and full windows."""
+    """Stream ``audio``; return its segments (corrections applied), the segments as
+    first told, its speech regions and full windows."""
     tracker = RecordingTracker(file_id, engine.tracker_options, {})
     size = int(0.02 * engine.embedder.spec.sample_rate)
     chunks = (audio[i : i + size] for i in range(0, len(audio), size))
     events = list(track_chunks(engine, chunks, file_id, tracker=tracker))
     segments = final_segments(events)
+    live = final_segments(e for e in events if e.type != "segment" or e.previous is None)
     regions = [(e.start_s, e.end_s) for e in events if e.type == "speech_end"]
-    return segments, regions, tracker.windows
+    return segments, live, regions, tracker.windows
+
+
+def majority_labels(reference, segments) -> list[tuple[float, float, str]]:
+    """Each segment labelled with the reference speaker it holds most of: what is left
+    of the DER is the error inside segments (a turn missed without a pause)."""
+    result = []
+    for start, end, label in segments:
+        held = Counter()
+        for ref_start, ref_end, who in reference:
+            held[who] += max(0.0, min(end, ref_end) - max(start, ref_start))
+        best = held.most_common(1)[0] if held else (label, 0.0)
+        result.append((start, end, best[0] if best[1] > 0 else label))
+    return result
 
 
 def spectral(vectors: np.ndarray, max_k: int = 8, keep: float = 0.25) -> np.ndarray:
@@ -185,8 +207,15 @@ def evaluate(engine, recordings, scores: Scores) -> None:
     """Stream each ``(file_id, audio, reference, uem)``; score streamer and baselines."""
     greedy_runs: dict[float, list] = {t: [] for t in GREEDY_THRESHOLDS}
     for file_id, audio, reference, uem in recordings:
-        segments, regions, windows = run(engine, audio, file_id)
+        segments, live, regions, windows = run(engine, audio, file_id)
         scores.add("streamer", reference, segments, uem)
+        scores.add("streamer, live labels (no corrections)", reference, live, uem)
+        scores.add(
+            "streamer, each segment its majority speaker",
+            reference,
+            majority_labels(reference, segments),
+            uem,
+        )
         dim = engine.embedder.spec.embedding_dim
         vectors = np.array([w.embedding for w in windows], np.float32).reshape(len(windows), dim)
         offline = label_regions(regions, windows, spectral(vectors))
@@ -293,7 +322,8 @@ def main(argv=None) -> int:
         sets.append(("pyannote sample", sample(args.sample)))
     figures: dict[str, dict] = {}
     table = Table(title="unknown voices: streamer (live) vs baselines on the same windows")
-    for column in ("data", "system", "DER", "right speaker count", "purity / coverage"):
+    columns = ("data", "system", "DER", "confusion / missed / false alarm", "right speaker count")
+    for column in (*columns, "purity / coverage"):
         table.add_column(column)
     for title, recordings in sets:
         scores = Scores()
@@ -306,17 +336,26 @@ def main(argv=None) -> int:
                 "counts": scores.counts[system],
                 **({"purity": p[0], "coverage": p[1]} if p is not None else {}),
             }
+            parts = DerScores.combine(scores.ders[system])
+            figures[title][system] |= {
+                name: getattr(parts, f"{name}_s") / max(parts.total_s, 1e-9)
+                for name in ("confusion", "missed", "false_alarm")
+            }
             table.add_row(
                 title,
                 system,
                 f"{100 * scores.der(system):.1f} %",
+                " / ".join(
+                    f"{100 * getattr(parts, name) / max(parts.total_s, 1e-9):.1f}"
+                    for name in ("confusion_s", "missed_s", "false_alarm_s")
+                ),
                 f"{100 * scores.right_count(system):.0f} %",
                 f"{p[0]:.2f} / {p[1]:.2f}" if p is not None else "",
             )
     if args.sim and args.long_min:
         audio, turns, phases, speakers, phase_s = long_session(args.sim, args.long_min)
         started = time.process_time()
-        segments, _, _ = run(engine, audio, "long")
+        segments, *_ = run(engine, audio, "long")
         cpu_s = time.process_time() - started
         stable, total = label_stability(segments, turns, phases, speakers, phase_s)
         long_der = der(turns, segments, 0.25).der
@@ -332,6 +371,7 @@ def main(argv=None) -> int:
             f"long session ({len(audio) / 16000 / 60:.0f} min, 4 speakers, 5 phases)",
             "streamer",
             f"{100 * long_der:.1f} %",
+            "",
             f"{speaker_count(segments)} labels for 4",
             f"{stable}/{total} kept their label",
         )

@@ -91,6 +91,7 @@ class Entry:
     end_s: float
     label: str
     vector: np.ndarray  # the segment's voice (unit), to score a new label with
+    evidence_s: float = 0.0  # how much audio the vector rests on (for the length-aware bars)
 
 
 @dataclass
@@ -129,10 +130,10 @@ class Reclusterer:
         while len(self._windows) > self.options.max_points * 2:
             self._windows.popleft()
 
-    def add_segment(self, start_s: float, end_s: float, label: str, vector: np.ndarray) -> None:
+    def add_segment(self, entry: Entry) -> None:
         """A closed segment labelled with an unknown voice's label (or ``unknown``)."""
-        if end_s > start_s:
-            self.entries.append(Entry(start_s, end_s, label, vector))
+        if entry.end_s > entry.start_s:
+            self.entries.append(entry)
 
     def forget(self, label: str) -> None:
         """Stop treating ``label`` as a voice to repair (e.g. it became a profile)."""

@@ -26,6 +26,10 @@ full window.
   is how an unknown voice is promoted to a profile. A voice whose centroid comes to
   match a profile was that speaker heard badly and takes the name, unless the session
   has already confidently heard that speaker: then it is a stranger who sounds alike.
+  The session's recent past is corrected as it learns (``revise_s``): a closed
+  ``unknown`` segment that a voice learnt since now names, alike ``unknown`` segments
+  that together make a voice, and a voice merged into an older one are sent again as
+  corrected ``segment`` events.
 * Enrolled profiles adapt to the session: a segment named with a high score teaches the
   stream's copy of that profile its clean windows (the stored profile is not touched).
 * Turns with no pause are caught by full windows: one window that confidently names
@@ -48,7 +52,7 @@ import numpy as np
 
 from .cohort import Cohort
 from .events import UNKNOWN, Event
-from .recluster import Reclusterer, ReclusterOptions
+from .recluster import Entry, Reclusterer, ReclusterOptions
 from .vad import GateUpdate
 
 
@@ -114,7 +118,13 @@ class TrackerOptions:
             many seconds of its clean speech; older speech fades out, so the centroid
             follows the voice but cannot grow without bound.
         merge_score: two unknown voices whose centroids are this similar are one
-            voice: the younger label is folded into the older one.
+            voice: the younger label is folded into the older one. Recent ``unknown``
+            segments (``revise_s``) this similar to each other and to their mean make a
+            voice of their own once there are ``min_voice_windows`` of them.
+        revise_s: a closed segment labelled ``unknown`` or with an unknown voice's label
+            that ended at most this many seconds ago is sent again with a better label
+            (a corrected ``segment`` event) when the session has since learnt one: a voice
+            that its audio now names, or the older voice its own was merged into; 0: never.
         look_back: the look-back pass that clusters the recent unknown-voice segments
             again and repairs their labels (``streamer.recluster``); ``None`` (the
             default, as it does not yet beat the live labels): off.
@@ -162,6 +172,7 @@ class TrackerOptions:
     max_voices: int = 32
     voice_memory_s: float = 60.0
     merge_score: float = 0.8
+    revise_s: float = 60.0
     look_back: ReclusterOptions | None = None
     # Score normalisation
     cohort_top_k: int = 50
@@ -270,6 +281,8 @@ class Tracker:
         self._last_vector: np.ndarray | None = None  # the last closed segment's voice
         self._region_named = False  # whether the open region has held a segment
         self._held = None  # the region's last full window kept back for its onset
+        self._closed: deque[Entry] = deque()  # recent closed segments revise_s may correct
+        self._renamed: dict[str, str] = {}  # voices merged since the last revision: into
         self.look_back = None
         if options.look_back is not None:
             self.look_back = Reclusterer(options.look_back)
@@ -606,7 +619,8 @@ class Tracker:
         if label == UNKNOWN and segment.label in self.voices:
             return []  # a voice of its own already; more windows will refine it
         if label == UNKNOWN and len(segment.clean) >= o.min_voice_windows:
-            label = self._new_voice(segment, now_s)
+            label = self._new_voice(segment.clean, now_s)
+            segment.clean.clear()
         if label == segment.label:
             return []
         events = []
@@ -644,17 +658,16 @@ class Tracker:
             return self._labels[best] == label and scores[best] >= self.options.resume_score
         return False
 
-    def _new_voice(self, segment: _Segment, now_s: float) -> str:
-        """A new unknown voice, learnt from the segment's clean windows so far."""
+    def _new_voice(self, windows: list[tuple[float, np.ndarray]], now_s: float) -> str:
+        """A new unknown voice, learnt from clean windows (``(end_s, vector)``)."""
         if len(self.voices) >= self.options.max_voices:
             oldest = min(self.voices.values(), key=lambda v: v.last_heard_s)
             del self.voices[oldest.label]
         label = self._mint()
-        voice = Voice(label, np.zeros(len(segment.clean[0][1])), 0.0, now_s)
+        voice = Voice(label, np.zeros(len(windows[0][1])), 0.0, now_s)
         self.voices[label] = voice
-        self._learn(voice, segment.clean, now_s)
-        segment.clean.clear()
-        return label
+        self._learn(voice, windows, now_s)
+        return self._renamed.get(label, label)
 
     def _close_segment(self, end_s: float, now_s: float) -> list[Event]:
         """Emit the closing segment (one still undecided is ``unknown``); teach its voice."""
@@ -678,9 +691,63 @@ class Tracker:
         elif label in self.profiles and segment.score >= self.options.adapt_score:
             self._adapt(label, [v for _, v in clean])
         segment_event = self._event("segment", segment.start_s, end_s, now_s, label, segment.score)
-        if self.look_back is not None and label not in self.profiles:
-            self.look_back.add_segment(segment.start_s, end_s, label, self._last_vector)
-        return [*events, segment_event, *self._repair(now_s)]
+        if label not in self.profiles:
+            entry = Entry(
+                segment.start_s, end_s, label, self._last_vector, self._evidence_s(segment)
+            )
+            if self.options.revise_s > 0:
+                self._closed.append(entry)
+            if self.look_back is not None:
+                self.look_back.add_segment(entry)
+        return [*events, segment_event, *self._revise(now_s), *self._repair(now_s)]
+
+    def _revise(self, now_s: float) -> list[Event]:
+        """Corrected ``segment`` events for the recent closed segments the session now
+        labels better: a voice merged into another takes that one's label, and an
+        ``unknown`` segment takes the unknown voice its audio names by now."""
+        closed, renamed = self._closed, self._renamed
+        while closed and closed[0].end_s < now_s - self.options.revise_s:
+            closed.popleft()
+        events = []
+        self._pool_unknown(now_s)
+        for entry in closed:
+            label = entry.label
+            while label in renamed:
+                label = renamed[label]
+            if label == UNKNOWN:
+                named, _ = self.classify(entry.vector, entry.evidence_s)
+                label = named if named in self.voices else UNKNOWN
+            if label != entry.label:
+                score = self._score_for(label, entry.vector)
+                events.append(
+                    self._event(
+                        "segment", entry.start_s, entry.end_s, now_s, label, score, entry.label
+                    )
+                )
+                if entry is closed[-1] and self.last_label == entry.label:
+                    self.last_label = label
+                entry.label = label
+        renamed.clear()
+        return events
+
+    def _pool_unknown(self, now_s: float) -> None:
+        """When the segment that just closed is ``unknown``, a new voice of the recent
+        ``unknown`` segments as alike as two voices that merge (``merge_score``), if
+        there are ``min_voice_windows`` of them: a speaker heard only in turns too short
+        to make a voice of their own."""
+        bar = self.options.merge_score
+        unknown = [e for e in self._closed if e.label == UNKNOWN]
+        if not unknown or self._closed[-1] is not unknown[-1]:
+            return
+        latest = unknown[-1]
+        group = [e for e in unknown if float(e.vector @ latest.vector) >= bar]
+        if len(group) < self.options.min_voice_windows:
+            return
+        centre = _unit(np.sum([e.vector for e in group], axis=0))
+        group = [e for e in group if float(e.vector @ centre) >= bar]
+        if len(group) < self.options.min_voice_windows:
+            return
+        self._new_voice([(e.end_s, e.vector) for e in group], now_s)
 
     def _repair(self, now_s: float, force: bool = False) -> list[Event]:
         """Run the look-back pass when it is due: adopt its voices, and re-emit each
@@ -777,8 +844,11 @@ class Tracker:
                 older.heard_until_s = max(older.heard_until_s, younger.heard_until_s)
                 older.last_heard_s = max(older.last_heard_s, younger.last_heard_s)
                 del self.voices[younger.label]
+                self._renamed[younger.label] = older.label
                 if self.last_label == younger.label:
                     self.last_label = older.label
+                if self.segment is not None and self.segment.label == younger.label:
+                    self.segment.label = older.label
                 break
         self._refresh()
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from streamer.events import UNKNOWN, final_segments
-from streamer.recluster import Reclusterer, ReclusterOptions, cluster
+from streamer.recluster import Entry, Reclusterer, ReclusterOptions, cluster
 from streamer.sinks.rttm import RttmSink
 from streamer.tracker import Tracker, TrackerOptions
 from streamer.vad import GateUpdate
@@ -28,7 +28,7 @@ def fill(reclusterer, turns, ratio=1.0):
         while end + 1.6 <= t + seconds:
             reclusterer.add_window(Window(end, end + 1.6, ratio, -30.0, near(voice)))
             end += 0.2
-        reclusterer.add_segment(t, t + seconds, label, near(voice))
+        reclusterer.add_segment(Entry(t, t + seconds, label, near(voice)))
         t += seconds + 0.5
     return t
 
@@ -94,7 +94,7 @@ def fill_at(reclusterer, start_s, turns, ratio):
     for w in shifted._windows:
         reclusterer.add_window(Window(w[0] + start_s, w[1] + start_s, w[2], -30.0, w[3]))
     for e in shifted.entries:
-        reclusterer.add_segment(e.start_s + start_s, e.end_s + start_s, e.label, e.vector)
+        reclusterer.add_segment(Entry(e.start_s + start_s, e.end_s + start_s, e.label, e.vector))
     return start_s + max(e.end_s for e in shifted.entries)
 
 

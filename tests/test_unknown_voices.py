@@ -5,7 +5,7 @@ import pytest
 
 from streamer.enroll import promote
 from streamer.evaluation.synth import conversation
-from streamer.events import final_segments
+from streamer.events import UNKNOWN, final_segments
 from streamer.profiles import ProfileStore
 from streamer.recluster import ReclusterOptions
 from streamer.tracker import TrackerOptions
@@ -125,3 +125,32 @@ def test_the_look_back_gives_a_voice_taken_for_another_its_own_label(make_engine
     assert len(set(first.values())) == 3, labels
     assert labels == [first[who] for *_, who in convo[1]]
     assert {label for *_, label in final_segments(events)} >= set(first.values())
+
+
+def test_a_short_turn_heard_before_its_voice_was_learnt_is_corrected(make_engine):
+    # bob's first turn is too short to make a voice (it stays `unknown` live); once his
+    # long turn has made one, the short turn is sent again with his label, not carol's.
+    audio, turns = conversation(
+        [("alice", 4.0), ("bob", 1.2), ("carol", 3.0), ("bob", 4.5)], gap_s=0.6, seed=3
+    )
+    events = run_stream(make_engine(), audio)
+    live = {
+        (e.start_s, e.end_s): e.label for e in events if e.type == "segment" and e.previous is None
+    }
+    start, end, _ = turns[1]
+    assert label_share(events, start, end).keys() == {"speaker-3"}
+    assert any(label == UNKNOWN and s < end and e > start for (s, e), label in live.items())
+    corrected = [e for e in events if e.type == "segment" and e.previous == UNKNOWN]
+    assert [e.label for e in corrected] == ["speaker-3"]
+    assert corrected[0].emitted_at > turns[3][0]  # once bob's long turn made his voice
+
+
+def test_a_voice_heard_only_in_short_turns_gets_a_label(make_engine):
+    # bob never says enough at once to make a voice; his alike `unknown` turns make one.
+    turns = [("alice", 4.0), ("bob", 1.2), ("alice", 3.0), ("bob", 1.2)] * 2
+    audio, reference = conversation(turns, gap_s=0.6, seed=4)
+    events = run_stream(make_engine(), audio)
+    labels = [majority(events, start, end)[0] for start, end, _ in reference]
+    assert labels == ["speaker-1", "speaker-2"] * 4
+    live = [e for e in events if e.type == "segment" and e.previous is None]
+    assert live[-1].label == "speaker-2"  # bob's last turn is named as it is heard
