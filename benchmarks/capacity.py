@@ -12,7 +12,8 @@ compare like with like:
 - ``default``: ``streamer serve`` as it starts by default (one engine worker per core);
 - ``workers-1``: one engine, in the daemon's process;
 - ``naive``: one worker, batching off (``--max-batch 1``: one encoder call per window);
-- ``int8``: the default with ``--precision int8`` (the encoder quantised, onnxruntime).
+- ``int8``: the default with ``--precision int8`` (the encoder quantised, onnxruntime);
+- ``fp32-onnx``: the default with ``--precision fp32-onnx`` (fp32 on onnxruntime).
 
 Each stream is a different sequence of LibriSpeech utterances (real read speech, 16 kHz
 mono), sent as 100 ms int16 frames paced by the wall clock, starts staggered over the
@@ -51,6 +52,7 @@ CONFIGS = {
     "workers-1": ["--workers", "1"],
     "naive": ["--workers", "1", "--max-batch", "1"],
     "int8": ["--precision", "int8"],
+    "fp32-onnx": ["--precision", "fp32-onnx"],
 }
 
 

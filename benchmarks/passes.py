@@ -49,6 +49,7 @@ VARIANTS = {  # name: (WorkerOptions fields, precision)
     "every window, fp32": ({}, "fp32"),
     "confident_stride=2": ({"confident_stride": 2}, "fp32"),
     "onset_until_confident": ({"onset_until_confident": True}, "fp32"),
+    "fp32-onnx": ({}, "fp32-onnx"),
     "int8": ({}, "int8"),
     "onset_until_confident + int8": ({"onset_until_confident": True}, "int8"),
 }

@@ -147,8 +147,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISIONS,
         default="fp32",
-        help="encoder arithmetic: fp32, or int8 on onnxruntime's CPU kernels (ge2e only; "
-        "needs pip install 'streamer[int8]'; default: fp32)",
+        help="encoder arithmetic: fp32; fp32-onnx, the same on onnxruntime's CPU kernels "
+        "(faster); or int8 there (ge2e only; both need pip install 'streamer[int8]'; "
+        "default: fp32)",
     )
     group.add_argument(
         "--threads",

@@ -51,7 +51,7 @@ class ModelSpec:
     frontend: Callable[[], Frontend]
     load: Callable[[str | Path | None], torch.nn.Module]
     to_mlx: Callable[[torch.nn.Module], Callable[[np.ndarray], np.ndarray]] | None = None
-    to_int8: Callable[[torch.nn.Module], Callable[[np.ndarray], np.ndarray]] | None = None
+    to_int8: Callable[..., Callable[[np.ndarray], np.ndarray]] | None = None
     untrained: Callable[[], torch.nn.Module] | None = None
     target_level_dbfs: float | None = None
     level_power: float = 2.0
@@ -160,8 +160,8 @@ class Embedder:
     ``backend`` is ``auto``, ``torch`` or ``mlx`` (:mod:`.backends` says how ``auto``
     decides); ``device`` is a torch device (``None``: cpu). ``module`` replaces the loaded
     weights with an already built encoder (e.g. ``spec.untrained()``). ``precision``
-    ``int8`` runs the encoder quantised on onnxruntime's CPU kernels instead
-    (:mod:`.onnx_int8`; ``auto`` then means torch's CPU for the rest).
+    ``int8`` runs the encoder quantised on onnxruntime's CPU kernels instead, ``fp32-onnx``
+    unquantised there (:mod:`.onnx_int8`; ``auto`` then means torch's CPU for the rest).
     """
 
     def __init__(
@@ -179,14 +179,18 @@ class Embedder:
         self._twin = None  # the MLX or int8 encoder that runs instead of the torch module
         # Options are checked before the weights load.
         if precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {precision!r}; choose fp32 or int8")
-        if precision == "int8":
+            raise ConfigError(
+                f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}"
+            )
+        if precision != "fp32":
             if spec.to_int8 is None:
-                raise ConfigError(f"model {spec.name} has no int8 version; use --precision fp32")
+                raise ConfigError(
+                    f"model {spec.name} has no {precision} version; use --precision fp32"
+                )
             if backend == "mlx" or (device is not None and check_device(device).type != "cpu"):
                 raise ConfigError(
-                    "--precision int8 runs on the CPU (onnxruntime): drop --backend mlx and "
-                    "--device, or use --precision fp32"
+                    f"--precision {precision} runs on the CPU (onnxruntime): drop --backend "
+                    "mlx and --device, or use --precision fp32"
                 )
             backend = "torch"
         self.backend = choose_backend(backend, device)
@@ -199,15 +203,15 @@ class Embedder:
         self.module = (module if module is not None else spec.load(weights)).eval()
         if self.backend == "mlx":
             self._twin = spec.to_mlx(self.module)
-        elif precision == "int8":
-            self._twin = spec.to_int8(self.module)
+        elif precision != "fp32":
+            self._twin = spec.to_int8(self.module, quantise=precision == "int8")
         else:
             self.module.to(self.device)
 
     def describe(self) -> str:
         """Where the encoder runs, e.g. ``torch on cpu``."""
-        if self.precision == "int8":
-            return "onnxruntime int8 on cpu"
+        if self.precision != "fp32":
+            return f"onnxruntime {self.precision.removesuffix('-onnx')} on cpu"
         where = str(self.device) if self.backend == "torch" else mlx_device_name()
         return f"{self.backend} on {where}"
 

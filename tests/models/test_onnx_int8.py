@@ -151,3 +151,20 @@ def test_an_unwritable_cache_is_one_clear_error(embedder, tmp_path, monkeypatch)
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
     with pytest.raises(ConfigError, match="cannot write the int8 encoder's cache"):
         Embedder(embedder.spec, module=embedder.module, precision="int8")
+
+
+@needs_ort
+def test_fp32_on_onnxruntime_is_the_torch_encoder(embedder, cache):
+    """``fp32-onnx``: the torch encoder's arithmetic on onnxruntime, windows and onset
+    passes alike, cached apart from the int8 graph."""
+    ours = Embedder(embedder.spec, module=embedder.module, precision="fp32-onnx")
+    assert ours.describe() == "onnxruntime fp32 on cpu" and "fp32" in ours._twin.path.name
+    windows, levels = speech_windows(2)
+    expected = embedder.embed(windows.copy(), levels)
+    assert np.abs(ours.embed(windows.copy(), levels) - expected).max() <= 1e-5
+    rows = windows[:3, :120].copy()
+    first, state = ours.resume(rows[:, :60].copy(), None, [60], levels[:3])
+    rest, _ = ours.resume(rows[:, 60:].copy(), state, [20, 60], levels[:3])
+    torch_first, torch_state = embedder.resume(rows[:, :60].copy(), None, [60], levels[:3])
+    torch_rest, _ = embedder.resume(rows[:, 60:].copy(), torch_state, [20, 60], levels[:3])
+    assert np.abs(first - torch_first).max() <= 1e-5 and np.abs(rest - torch_rest).max() <= 1e-5
