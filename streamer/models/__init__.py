@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ from ..catalog import PRECISIONS
 from ..errors import ConfigError
 from ..features import Frontend
 from .backends import check_device, choose_backend, import_mlx, mlx_device_name
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,9 @@ class Embedder:
     weights with an already built encoder (e.g. ``spec.untrained()``). ``precision``
     ``int8`` runs the encoder quantised on onnxruntime's CPU kernels instead, ``fp32-onnx``
     unquantised there (:mod:`.onnx_int8`; ``auto`` then means torch's CPU for the rest).
+    ``precision`` ``auto`` is ``fp32-onnx`` where it runs (a model with an onnxruntime
+    version, on torch's CPU) and ``fp32`` elsewhere, and falls back to ``fp32`` with a
+    one-line note when the onnxruntime encoder cannot be built.
     """
 
     def __init__(
@@ -174,14 +180,19 @@ class Embedder:
         precision: str = "fp32",
     ) -> None:
         self.spec = spec
-        self.precision = precision
         self.device: torch.device | None = None
-        self._twin = None  # the MLX or int8 encoder that runs instead of the torch module
+        self._twin = None  # the MLX or onnxruntime encoder that runs instead of the torch one
         # Options are checked before the weights load.
         if precision not in PRECISIONS:
             raise ConfigError(
                 f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}"
             )
+        fallback = precision == "auto"
+        if fallback:
+            on_cpu = device is None or check_device(device).type == "cpu"
+            torch_cpu = on_cpu and choose_backend(backend, device) == "torch"
+            precision = "fp32-onnx" if spec.to_int8 is not None and torch_cpu else "fp32"
+        self.precision = precision
         if precision != "fp32":
             if spec.to_int8 is None:
                 raise ConfigError(
@@ -204,9 +215,21 @@ class Embedder:
         if self.backend == "mlx":
             self._twin = spec.to_mlx(self.module)
         elif precision != "fp32":
-            self._twin = spec.to_int8(self.module, quantise=precision == "int8")
-        else:
+            self._twin = self._onnx(fallback)
+        if self._twin is None:
             self.module.to(self.device)
+
+    def _onnx(self, fallback: bool):
+        """The encoder on onnxruntime; with ``fallback``, ``None`` (torch fp32) and a
+        one-line note on stderr when it cannot be built here."""
+        try:
+            return self.spec.to_int8(self.module, quantise=self.precision == "int8")
+        except Exception as exc:  # any failure to build or load it: torch still runs
+            if not fallback:
+                raise
+            log.warning("streamer: the onnxruntime encoder cannot run here (%s); torch fp32", exc)
+            self.precision = "fp32"
+            return None
 
     def describe(self) -> str:
         """Where the encoder runs, e.g. ``torch on cpu``."""

@@ -11,7 +11,7 @@ The graph is built from the loaded weights once and cached on disk (atomic
 write) under the user's cache folder, keyed by a hash of the weights and the versions of
 torch, onnx and onnxruntime; :class:`OnnxInt8GE2E` is built at start-up, never on the
 engine's thread. A cache file that does not load is rebuilt. onnxruntime and onnx are
-optional: ``pip install 'streamer[int8]'``.
+dependencies; where they are missing ``--precision auto`` runs torch fp32.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from torch import nn
 from ..errors import ConfigError
 from .ge2e_lstm import HIDDEN, LAYERS, GE2EEncoder
 
-INSTALL = "pip install 'streamer[int8]'"
+INSTALL = "pip install onnxruntime onnx"
 FORMAT = 1
 """Bump when the exported graph changes: the cache key includes it."""
 
