@@ -56,11 +56,6 @@ class WorkerOptions:
             window in between holds the last embedding. Every window is embedded again
             after an onset window or once the tracker is unsure (a deviating window).
             1: embed every window.
-        onset_until_confident: stop an onset's longer windows once the tracker, having
-            read one of them, is confident (``StreamTracker.confident``: the onset did
-            not change its settled segment). Decided in audio-time order, so the events
-            do not depend on chunking; the encoder reads the rest of that onset only
-            when a step had cut it already.
     """
 
     hop_s: float | None = None
@@ -70,7 +65,6 @@ class WorkerOptions:
     step_s: float = 1.0
     onset_windows_s: tuple[float, ...] = (0.6, 0.65, 0.7, 0.75, 0.8, 0.9, 1.0, 1.1, 1.2)
     confident_stride: int = 1
-    onset_until_confident: bool = False
 
 
 @dataclass
@@ -106,9 +100,8 @@ class StreamTracker(Protocol):
         ...
 
     def confident(self) -> bool:
-        """Whether the next full window may hold the last embedding instead of its own,
-        and an onset's longer windows may be skipped (``WorkerOptions.confident_stride``,
-        ``onset_until_confident``); asked in audio-time order."""
+        """Whether the next full window may hold the last embedding instead of its own
+        (see ``WorkerOptions.confident_stride``); asked in audio-time order."""
         ...
 
 
@@ -167,7 +160,6 @@ class Stream:
         self.gate = SpeechGate(engine.gate_options, CHUNK_SAMPLES / self._vad_rate)
         self.next_window = 0  # first frame of the next window
         self.onsets: list[_Onset] = []
-        self._onsets_done: set[int] = set()  # first frames of onsets the tracker settled
         self._voiced_since: int | None = None  # first chunk of the current voiced run
         self._onset_chunks = max(
             1, round(engine.gate_options.min_speech_s * self._vad_rate / CHUNK_SAMPLES)
@@ -469,8 +461,6 @@ class Engine:
         # Onset windows: every length from every onset, as soon as its audio is in.
         recurrent = self.embedder.spec.recurrent
         for onset in stream.onsets:
-            if onset.first in stream._onsets_done:
-                onset.cut = len(self.onset_frames)  # settled: no longer windows
             cut = []
             while (
                 onset.cut < len(self.onset_frames)
@@ -482,7 +472,6 @@ class Engine:
             if cut and recurrent:
                 self._onset_jobs.append((stream, onset, cut))
         stream.onsets = [o for o in stream.onsets if o.cut < len(self.onset_frames)]
-        stream._onsets_done.clear()  # every window cut before was fed already
 
     def _cut(
         self, stream: Stream, first: int, size: int, onset: bool, out, queue: bool = True
@@ -622,22 +611,10 @@ class Engine:
 
     def _feed_tracker(self, stream: Stream) -> list[Event]:
         events: list[Event] = []
-        frame_s = self.embedder.spec.frame_s
         for obs in sorted(stream._observations):
-            window = obs.payload
-            if isinstance(window, Window):
-                first = round(window.start_s / frame_s) if window.onset else -1
-                if first in stream._onsets_done:
-                    continue  # cut in the same step as the window that settled its onset
-                self._settle_vector(stream, window)
-                events += stream.tracker.window(window, obs.time_s)
-                if (
-                    window.onset
-                    and window.embedding is not None
-                    and self.options.onset_until_confident
-                    and stream.tracker.confident()
-                ):
-                    stream._onsets_done.add(first)
+            if isinstance(obs.payload, Window):
+                self._settle_vector(stream, obs.payload)
+                events += stream.tracker.window(obs.payload, obs.time_s)
             else:
                 events += stream.tracker.gate(obs.payload, obs.time_s)
         stream._observations.clear()

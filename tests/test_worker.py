@@ -190,34 +190,3 @@ def test_adaptive_window_rate_holds_windows_and_keeps_events_independent_of_chun
     for start, end, speaker in convo[1]:
         expected = speaker if speaker in ENROLLED else "speaker-1"
         assert label_share(reference, start, end).get(expected, 0) >= 0.8 * (end - start)
-
-
-@pytest.mark.parametrize("chunk,step_every", [(320, 1), (16000 * 60, 1)])
-def test_onsets_stop_once_the_tracker_is_confident(
-    make_engine, enrolled, convo, monkeypatch, chunk, step_every
-):
-    """With ``onset_until_confident`` an onset the settled segment absorbed is read no
-    further, decided in audio-time order: the events do not depend on chunking, and in
-    real time the encoder reads fewer onset frames than with every onset read whole."""
-
-    def onset_frames(options: WorkerOptions, chunk: int) -> tuple[list, int]:
-        engine = make_engine(enrolled, options=options)
-        fed = []
-        resume = engine.embedder.resume
-
-        def spy(frames, states, readouts, levels):
-            fed.append(frames.shape[0] * frames.shape[1])
-            return resume(frames, states, readouts, levels)
-
-        monkeypatch.setattr(engine.embedder, "resume", spy)
-        return run_stream(engine, convo[0], chunk=chunk, step_every=step_every), sum(fed)
-
-    reference, _ = onset_frames(WorkerOptions(onset_until_confident=True), 320)
-    events, fed = onset_frames(WorkerOptions(onset_until_confident=True), chunk)
-    assert [e.to_dict() for e in events] == [e.to_dict() for e in reference]
-    if chunk == 320:
-        _, every = onset_frames(WorkerOptions(onset_until_confident=False), chunk)
-        assert fed < 0.9 * every
-    for start, end, speaker in convo[1]:
-        expected = speaker if speaker in ENROLLED else "speaker-1"
-        assert label_share(events, start, end).get(expected, 0) >= 0.8 * (end - start)
