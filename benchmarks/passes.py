@@ -11,11 +11,12 @@ Two tables, one run, one torch thread:
    per-channel), and of the layers after the first only;
    onnxruntime's fp32 and dynamic int8 kernels when the ``onnx`` package (needed to
    export and quantise) is importable.
-2. **Tracking with each option** (``WorkerOptions.confident_stride=2``, the torch
-   int8 encoder with layer 1 in fp32, both) on the same ``--count`` simulated conversations as
-   ``benchmarks/tracking.py``: identity accuracy, change F1, windows embedded and held,
-   and encoder CPU seconds per second of audio, fast mode (4 s steps) and real-time
-   batching (a step per 20 ms chunk, the daemon's case) on the first conversation.
+2. **Tracking with each option** (``WorkerOptions.confident_stride=2``, the encoder on
+   onnxruntime in fp32 and int8) on the same ``--count`` simulated
+   conversations as ``benchmarks/tracking.py`` (scored as it does): identity accuracy,
+   change F1, windows embedded and held, and encoder CPU seconds per second of audio in
+   fast mode (4 s steps), and live: every conversation a stream of one engine, 100 ms
+   of each per step (the daemon's case without sockets), with the onset windows' share.
 """
 
 from __future__ import annotations
@@ -35,18 +36,20 @@ from rich.table import Table
 from tracking import run_conversation
 
 from streamer.audio import load_audio
+from streamer.evaluation.cohort import speaker_entries, without
 from streamer.evaluation.scoring import ChangeScores, IdentityScores, change_scores, identity_scores
 from streamer.evaluation.simulate import benchmark_options, simulate_from_folder
+from streamer.events import final_segments
 from streamer.models import Embedder, get_spec
 from streamer.pipeline import FILE_BATCH_S, PipelineOptions, build_engine
 from streamer.sinks.rttm import MERGE_GAP_S, merge_gaps
 from streamer.worker import WorkerOptions
 
-VARIANTS = {  # name: (WorkerOptions fields, int8 LSTM layers 2-3)
-    "every window, fp32 (default)": ({}, False),
-    "confident_stride=2": ({"confident_stride": 2}, False),
-    "torch int8, layer 1 fp32": ({}, True),
-    "confident_stride=2 + torch int8": ({"confident_stride": 2}, True),
+VARIANTS = {  # name: (WorkerOptions fields, precision)
+    "every window, fp32": ({}, "fp32"),
+    "confident_stride=2": ({"confident_stride": 2}, "fp32"),
+    "fp32-onnx": ({}, "fp32-onnx"),
+    "int8": ({}, "int8"),
 }
 
 
@@ -199,22 +202,63 @@ def int8_table(folder: Path) -> Table:
 
 
 class EncoderClock:
-    """Thread CPU seconds spent in an embedder's ``embed`` and ``resume``."""
+    """Thread CPU seconds spent in an embedder's ``embed`` (full windows, and late ones)
+    and ``resume`` (onset windows), and the calls of each."""
 
     def __init__(self, embedder: Embedder) -> None:
-        self.seconds = 0.0
-        for name in ("embed", "resume"):
-            setattr(embedder, name, self._timed(getattr(embedder, name)))
+        self.seconds = {"embed": 0.0, "resume": 0.0}
+        self.calls = {"embed": 0, "resume": 0}
+        for name in self.seconds:
+            setattr(embedder, name, self._timed(name, getattr(embedder, name)))
 
-    def _timed(self, fn):
+    @property
+    def total(self) -> float:
+        return sum(self.seconds.values())
+
+    def reset(self) -> None:
+        self.seconds = dict.fromkeys(self.seconds, 0.0)
+        self.calls = dict.fromkeys(self.calls, 0)
+
+    def _timed(self, name: str, fn):
         def timed(*args, **kwargs):
             started = time.thread_time()
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.seconds += time.thread_time() - started
+                self.seconds[name] += time.thread_time() - started
+                self.calls[name] += 1
 
         return timed
+
+
+def live_cost(engine, conversations, clock: EncoderClock, frame_s: float = 0.1) -> dict:
+    """Encoder CPU seconds per second of audio with every conversation a live stream of
+    one engine (the daemon's case without sockets): each step pushes ``frame_s`` of every
+    stream (their frame boundaries staggered) and runs the engine once."""
+    rate = engine.embedder.spec.sample_rate
+    frame = int(frame_s * rate)
+    pieces = []
+    for i, conversation in enumerate(conversations):
+        stagger = frame * i // len(conversations)
+        bounds = [0, *range(stagger or frame, len(conversation.audio), frame)]
+        pieces.append([conversation.audio[a:b] for a, b in zip(bounds, bounds[1:])])
+    streams = [engine.open_stream(f"live-{i}") for i in range(len(conversations))]
+    clock.reset()
+    for t in range(max(map(len, pieces))):
+        for stream, chunks in zip(streams, pieces, strict=True):
+            if t < len(chunks):
+                stream.push(chunks[t])
+        engine.step()
+    for stream in streams:
+        engine.close_stream(stream.id)
+    audio_s = sum(c.duration_s for c in conversations)
+    return {
+        "live_streams": len(streams),
+        "encoder_cpu_per_audio_s_live": clock.total / audio_s,
+        "onset_cpu_per_audio_s_live": clock.seconds["resume"] / audio_s,
+        "full_cpu_per_audio_s_live": clock.seconds["embed"] / audio_s,
+        "encoder_calls_live": dict(clock.calls),
+    }
 
 
 def tracking_table(args: argparse.Namespace) -> tuple[Table, dict]:
@@ -229,7 +273,8 @@ def tracking_table(args: argparse.Namespace) -> tuple[Table, dict]:
     audio_s = sum(c.duration_s for c in conversations)
     table = Table(
         title=f"tracking with each option ({args.count} conversations, {audio_s:.0f} s, "
-        f"{condition_title(args)})"
+        f"{condition_title(args)}); encoder CPU s per s of audio, the same conversations "
+        "as live streams of one engine (100 ms frames)"
     )
     columns = (
         "option",
@@ -239,31 +284,46 @@ def tracking_table(args: argparse.Namespace) -> tuple[Table, dict]:
         "held",
         "late",
         "encoder CPU s/s fast",
-        "encoder CPU s/s real-time",
+        "encoder CPU s/s live",
+        "of it onsets",
     )
     for column in columns:
         table.add_column(column, justify="left" if column == "option" else "right")
     figures = {}
+    entries: dict[str, dict] = {}
     for name in args.variants:
-        options, int8 = VARIANTS[name]
-        engine = build_engine(PipelineOptions(worker=WorkerOptions(step_s=FILE_BATCH_S, **options)))
-        if int8:
-            engine.embedder.module.lstm = LayeredLSTM(engine.embedder.module.lstm)
+        options, precision = VARIANTS[name]
+        engine = build_engine(
+            PipelineOptions(
+                worker=WorkerOptions(step_s=FILE_BATCH_S, **options), precision=precision
+            )
+        )
+        # As benchmarks/tracking.py: the tune half is scored against the cohort less
+        # each conversation's own speakers.
+        cohort = engine.cohort
+        if args.speakers == "tune" and cohort is not None and precision not in entries:
+            entries[precision] = speaker_entries(engine, args.data)
         clock = EncoderClock(engine.embedder)
-        identity, changes = [], []
+        embedded_before = engine.windows_embedded  # less the cohort's windows
+        identity, changes, profiles = [], [], {}
         for conversation in conversations:
+            if precision in entries:
+                speakers = {t.speaker for t in conversation.turns}
+                engine.cohort = without(entries[precision], speakers)
             events, _ = run_conversation(engine, conversation, realtime_batching=False)
-            segments = [(e.start_s, e.end_s, e.label) for e in events if e.type == "segment"]
+            profiles |= engine.profiles
             reference = list(conversation.speech)
-            hypothesis = merge_gaps(segments, MERGE_GAP_S)
+            hypothesis = merge_gaps(final_segments(events), MERGE_GAP_S)
             identity.append(identity_scores(reference, hypothesis, set(conversation.enrollment)))
             predicted = [(e.start_s, e.emitted_at) for e in events if e.type == "change"]
             changes.append(change_scores(reference, predicted, tolerance_s=0.5))
-        fast_s = clock.seconds / audio_s  # enrollment included: the same for every option
-        embedded, held, late = engine.windows_embedded, engine.windows_held, engine.windows_late
-        clock.seconds = 0.0
-        run_conversation(engine, conversations[0], realtime_batching=True)
-        realtime_s = clock.seconds / conversations[0].duration_s
+        fast_s = clock.total / audio_s  # enrollment included: the same for every option
+        embedded = engine.windows_embedded - embedded_before
+        held, late = engine.windows_held, engine.windows_late
+        engine.set_profiles(profiles)  # every conversation's speakers, enrolled
+        speakers = {t.speaker for c in conversations for t in c.turns}
+        engine.cohort = without(entries[precision], speakers) if precision in entries else cohort
+        live = live_cost(engine, conversations, clock)
         row = {
             "identity_accuracy": IdentityScores.combine(identity).accuracy,
             "change_f1": ChangeScores.combine(changes).f1,
@@ -271,7 +331,7 @@ def tracking_table(args: argparse.Namespace) -> tuple[Table, dict]:
             "windows_held": held,
             "windows_late": late,
             "encoder_cpu_per_audio_s_fast": fast_s,
-            "encoder_cpu_per_audio_s_realtime": realtime_s,
+            **live,
         }
         figures[name] = row
         table.add_row(
@@ -282,7 +342,8 @@ def tracking_table(args: argparse.Namespace) -> tuple[Table, dict]:
             str(held),
             str(late),
             f"{fast_s:.4f}",
-            f"{realtime_s:.4f}",
+            f"{live['encoder_cpu_per_audio_s_live']:.4f}",
+            f"{live['onset_cpu_per_audio_s_live']:.4f}",
         )
     return table, figures
 

@@ -2,4 +2,5 @@
 
 MODEL_NAMES = ("ge2e", "rf5-gru", "wespeaker-resnet34")
 BACKENDS = ("auto", "torch", "mlx")
-PRECISIONS = ("fp32", "int8")
+# fp32-onnx: fp32 on onnxruntime; auto: fp32-onnx where it runs, else fp32 (on torch)
+PRECISIONS = ("auto", "fp32", "fp32-onnx", "int8")

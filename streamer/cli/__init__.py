@@ -115,9 +115,9 @@ def add_profiles_option(parser: argparse.ArgumentParser, suppress: bool = False)
     )
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--weights``, ``--backend``, ``--device``, ``--precision`` and
-    ``--threads``."""
+def add_model_options(parser: argparse.ArgumentParser, precision: str = "fp32") -> None:
+    """``--model``, ``--weights``, ``--backend``, ``--device``, ``--precision`` (default
+    ``precision``) and ``--threads``."""
     from ..catalog import BACKENDS, MODEL_NAMES, PRECISIONS
 
     group = parser.add_argument_group("model")
@@ -146,9 +146,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--precision",
         choices=PRECISIONS,
-        default="fp32",
-        help="encoder arithmetic: fp32, or int8 on onnxruntime's CPU kernels (ge2e only; "
-        "needs pip install 'streamer[int8]'; default: fp32)",
+        default=precision,
+        help="encoder arithmetic: fp32 (on torch); fp32-onnx, the same on onnxruntime's CPU "
+        "kernels (faster; ge2e only); int8 there; or auto: fp32-onnx where it runs, else "
+        f"fp32 (default: {precision})",
     )
     group.add_argument(
         "--threads",

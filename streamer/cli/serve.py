@@ -149,7 +149,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "is for capacity benchmarks)",
     )
     add_profiles_option(parser)
-    add_model_options(parser)
+    add_model_options(parser, precision="auto")  # onnxruntime: more streams (README: Capacity)
     parser.set_defaults(func=lambda args: run(args, parser))
     return parser
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ from ..catalog import PRECISIONS
 from ..errors import ConfigError
 from ..features import Frontend
 from .backends import check_device, choose_backend, import_mlx, mlx_device_name
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ class ModelSpec:
     frontend: Callable[[], Frontend]
     load: Callable[[str | Path | None], torch.nn.Module]
     to_mlx: Callable[[torch.nn.Module], Callable[[np.ndarray], np.ndarray]] | None = None
-    to_int8: Callable[[torch.nn.Module], Callable[[np.ndarray], np.ndarray]] | None = None
+    to_int8: Callable[..., Callable[[np.ndarray], np.ndarray]] | None = None
     untrained: Callable[[], torch.nn.Module] | None = None
     target_level_dbfs: float | None = None
     level_power: float = 2.0
@@ -160,8 +163,11 @@ class Embedder:
     ``backend`` is ``auto``, ``torch`` or ``mlx`` (:mod:`.backends` says how ``auto``
     decides); ``device`` is a torch device (``None``: cpu). ``module`` replaces the loaded
     weights with an already built encoder (e.g. ``spec.untrained()``). ``precision``
-    ``int8`` runs the encoder quantised on onnxruntime's CPU kernels instead
-    (:mod:`.onnx_int8`; ``auto`` then means torch's CPU for the rest).
+    ``int8`` runs the encoder quantised on onnxruntime's CPU kernels instead, ``fp32-onnx``
+    unquantised there (:mod:`.onnx_int8`; ``auto`` then means torch's CPU for the rest).
+    ``precision`` ``auto`` is ``fp32-onnx`` where it runs (a model with an onnxruntime
+    version, on torch's CPU) and ``fp32`` elsewhere, and falls back to ``fp32`` with a
+    one-line note when the onnxruntime encoder cannot be built.
     """
 
     def __init__(
@@ -174,19 +180,28 @@ class Embedder:
         precision: str = "fp32",
     ) -> None:
         self.spec = spec
-        self.precision = precision
         self.device: torch.device | None = None
-        self._twin = None  # the MLX or int8 encoder that runs instead of the torch module
+        self._twin = None  # the MLX or onnxruntime encoder that runs instead of the torch one
         # Options are checked before the weights load.
         if precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {precision!r}; choose fp32 or int8")
-        if precision == "int8":
+            raise ConfigError(
+                f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}"
+            )
+        fallback = precision == "auto"
+        if fallback:
+            on_cpu = device is None or check_device(device).type == "cpu"
+            torch_cpu = on_cpu and choose_backend(backend, device) == "torch"
+            precision = "fp32-onnx" if spec.to_int8 is not None and torch_cpu else "fp32"
+        self.precision = precision
+        if precision != "fp32":
             if spec.to_int8 is None:
-                raise ConfigError(f"model {spec.name} has no int8 version; use --precision fp32")
+                raise ConfigError(
+                    f"model {spec.name} has no {precision} version; use --precision fp32"
+                )
             if backend == "mlx" or (device is not None and check_device(device).type != "cpu"):
                 raise ConfigError(
-                    "--precision int8 runs on the CPU (onnxruntime): drop --backend mlx and "
-                    "--device, or use --precision fp32"
+                    f"--precision {precision} runs on the CPU (onnxruntime): drop --backend "
+                    "mlx and --device, or use --precision fp32"
                 )
             backend = "torch"
         self.backend = choose_backend(backend, device)
@@ -199,15 +214,27 @@ class Embedder:
         self.module = (module if module is not None else spec.load(weights)).eval()
         if self.backend == "mlx":
             self._twin = spec.to_mlx(self.module)
-        elif precision == "int8":
-            self._twin = spec.to_int8(self.module)
-        else:
+        elif precision != "fp32":
+            self._twin = self._onnx(fallback)
+        if self._twin is None:
             self.module.to(self.device)
+
+    def _onnx(self, fallback: bool):
+        """The encoder on onnxruntime; with ``fallback``, ``None`` (torch fp32) and a
+        one-line note on stderr when it cannot be built here."""
+        try:
+            return self.spec.to_int8(self.module, quantise=self.precision == "int8")
+        except Exception as exc:  # any failure to build or load it: torch still runs
+            if not fallback:
+                raise
+            log.warning("streamer: the onnxruntime encoder cannot run here (%s); torch fp32", exc)
+            self.precision = "fp32"
+            return None
 
     def describe(self) -> str:
         """Where the encoder runs, e.g. ``torch on cpu``."""
-        if self.precision == "int8":
-            return "onnxruntime int8 on cpu"
+        if self.precision != "fp32":
+            return f"onnxruntime {self.precision.removesuffix('-onnx')} on cpu"
         where = str(self.device) if self.backend == "torch" else mlx_device_name()
         return f"{self.backend} on {where}"
 

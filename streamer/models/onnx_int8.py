@@ -1,15 +1,17 @@
-"""The GE2E encoder in int8 on onnxruntime (``--precision int8``).
+"""The GE2E encoder on onnxruntime: int8 (``--precision int8``) or fp32 (``fp32-onnx``).
 
-Dynamic int8 quantisation, per channel, of LSTM layers 2 and 3 and the Linear readout;
+int8: dynamic quantisation, per channel, of LSTM layers 2 and 3 and the Linear readout;
 LSTM layer 1 stays fp32: it reads raw power mel features, whose range one scale cannot
 hold (quantising it drops the cosine to fp32 to about 0.6; README: Cheaper encoder
-passes). Inference runs on onnxruntime's CPU kernels with one thread.
+passes). fp32: the same graph unquantised, the torch encoder's arithmetic (embeddings
+within 1e-6) on onnxruntime's kernels, which cost less per call than torch's at the
+worker's batch sizes. Inference runs on onnxruntime's CPU kernels with one thread.
 
-The quantised graph is built from the loaded weights once and cached on disk (atomic
+The graph is built from the loaded weights once and cached on disk (atomic
 write) under the user's cache folder, keyed by a hash of the weights and the versions of
 torch, onnx and onnxruntime; :class:`OnnxInt8GE2E` is built at start-up, never on the
 engine's thread. A cache file that does not load is rebuilt. onnxruntime and onnx are
-optional: ``pip install 'streamer[int8]'``.
+dependencies; where they are missing ``--precision auto`` runs torch fp32.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from torch import nn
 from ..errors import ConfigError
 from .ge2e_lstm import HIDDEN, LAYERS, GE2EEncoder
 
-INSTALL = "pip install 'streamer[int8]'"
+INSTALL = "pip install onnxruntime onnx"
 FORMAT = 1
 """Bump when the exported graph changes: the cache key includes it."""
 
@@ -49,7 +51,8 @@ def _import():
         import onnxruntime
     except ImportError as exc:
         raise ConfigError(
-            f"--precision int8 needs onnxruntime and onnx ({exc.name} is not installed): {INSTALL}"
+            f"--precision int8 and fp32-onnx need onnxruntime and onnx ({exc.name} is not "
+            f"installed): {INSTALL}"
         ) from exc
     return onnxruntime, onnx
 
@@ -79,8 +82,8 @@ def cache_key(encoder: GE2EEncoder) -> str:
     return digest.hexdigest()[:20]
 
 
-def build(encoder: GE2EEncoder, path: Path) -> None:
-    """Export ``encoder`` and quantise it into ``path`` (written whole or not at all)."""
+def build(encoder: GE2EEncoder, path: Path, quantise: bool = True) -> None:
+    """Export ``encoder`` (and quantise it) into ``path`` (written whole or not at all)."""
     _, onnx = _import()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -112,6 +115,9 @@ def build(encoder: GE2EEncoder, path: Path) -> None:
                 "c": batch,
             },
         )
+        if not quantise:
+            os.replace(fp32, path)
+            return
         first = [n.name for n in onnx.load(fp32).graph.node if n.op_type == "LSTM"][:1]
         quantised = Path(tmp) / "int8.onnx"
         quantize_dynamic(
@@ -133,13 +139,14 @@ def _quiet_root_logger():
 
 
 class OnnxInt8GE2E:
-    """A :class:`GE2EEncoder` quantised to int8 on onnxruntime: call it with ``(batch,
-    frames, 40)`` for ``(batch, 256)`` unit vectors; :meth:`resume` as the torch module's,
-    on numpy arrays (the same state layout)."""
+    """A :class:`GE2EEncoder` on onnxruntime, quantised to int8 unless ``quantise`` is
+    false: call it with ``(batch, frames, 40)`` for ``(batch, 256)`` unit vectors;
+    :meth:`resume` as the torch module's, on numpy arrays (the same state layout)."""
 
-    def __init__(self, encoder: GE2EEncoder) -> None:
+    def __init__(self, encoder: GE2EEncoder, quantise: bool = True) -> None:
         ort, _ = _import()
-        self.path = cache_dir() / f"ge2e-int8-{cache_key(encoder)}.onnx"
+        kind = "int8" if quantise else "fp32"
+        self.path = cache_dir() / f"ge2e-{kind}-{cache_key(encoder)}.onnx"
         settings = ort.SessionOptions()
         settings.intra_op_num_threads = settings.inter_op_num_threads = 1
         settings.log_severity_level = 3
@@ -155,12 +162,12 @@ class OnnxInt8GE2E:
                 self.session = open_session()
                 return
             except Exception as exc:  # onnxruntime raises its own types for a bad file
-                log.warning("rebuilding the int8 encoder cache %s: %s", self.path, exc)
+                log.warning("rebuilding the %s encoder cache %s: %s", kind, self.path, exc)
         try:
-            build(encoder, self.path)
+            build(encoder, self.path, quantise)
         except OSError as exc:
             raise ConfigError(
-                f"cannot write the int8 encoder's cache {self.path} ({exc.strerror}); "
+                f"cannot write the {kind} encoder's cache {self.path} ({exc.strerror}); "
                 "set XDG_CACHE_HOME to a writable folder"
             ) from exc
         self.built = True
