@@ -85,6 +85,12 @@ class TrackerOptions:
             at least this score (the same voice, heard better).
         adapt_score: a segment named with at least this score teaches the stream's copy
             of that profile its clean windows.
+        fold_score: an unknown voice whose centroid scores at least this against a
+            profile the session has not confidently heard was that speaker heard badly
+            (another microphone or room than the enrollment's): it takes the profile's
+            name, and its speech teaches the stream's copy of the profile how this
+            session sounds. Below ``accept_score``: a centroid of several windows is
+            surer evidence than one segment.
         enrollment_weight_s: seconds of session speech the enrolled profile weighs as
             much as, in its adapted copy (the session's share is bounded by
             ``voice_memory_s``).
@@ -147,6 +153,7 @@ class TrackerOptions:
     undecided_change_score: float = 0.6
     resume_score: float = 0.65
     adapt_score: float = 0.85
+    fold_score: float = 0.72
     enrollment_weight_s: float = 3.0
     window_accept_score: float = 0.75
     same_score: float = 0.76
@@ -259,6 +266,7 @@ class Tracker:
         self.voices: dict[str, Voice] = {}
         self._voices_made = 0
         self._session: dict[str, tuple[np.ndarray, float]] = {}  # name: (sum, seconds)
+        self._folded: dict[str, str] = {}  # unknown voice: the profile it turned out to be
         self.set_profiles(profiles)
         self.in_region = False
         self.region_start_s = 0.0
@@ -607,6 +615,7 @@ class Tracker:
             return []  # a voice of its own already; more windows will refine it
         if label == UNKNOWN and len(segment.clean) >= o.min_voice_windows:
             label = self._new_voice(segment, now_s)
+            label = self._folded.get(label, label)  # at once an enrolled speaker's
         if label == segment.label:
             return []
         events = []
@@ -675,6 +684,7 @@ class Tracker:
         voice = self.voices.get(label)
         if voice is not None:
             self._learn(voice, clean, now_s)
+            label = self._folded.get(label, label)  # the voice was an enrolled speaker's
         elif label in self.profiles and segment.score >= self.options.adapt_score:
             self._adapt(label, [v for _, v in clean])
         segment_event = self._event("segment", segment.start_s, end_s, now_s, label, segment.score)
@@ -757,10 +767,13 @@ class Tracker:
         if self.profiles:
             scores = self._scores(voice.centroid)[: len(self.profiles)]
             name, score = self._labels[int(np.argmax(scores))], float(scores.max())
-            if score >= self.options.accept_score and name not in self._session:
-                # It was an enrolled voice all along, heard badly at first. (Once the
-                # session has confidently heard that speaker, a voice of its own near
-                # the profile is somebody else: a stranger who sounds alike.)
+            if score >= self.options.fold_score and name not in self._session:
+                # It was an enrolled voice all along, heard badly at first: what it heard
+                # is how this session sounds. (Once the session has heard that speaker,
+                # a voice of its own near the profile is somebody else: a stranger who
+                # sounds alike.)
+                self._session[name] = (voice.total, voice.weight_s)
+                self._folded[voice.label] = name
                 self.forget(voice.label)
                 if self.last_label == voice.label:
                     self.last_label = name

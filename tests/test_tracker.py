@@ -337,11 +337,12 @@ def test_an_unknown_that_was_a_known_unknown_voice_is_no_second_change():
 def test_a_voice_that_comes_to_match_an_unheard_profile_takes_its_name():
     # Alice heard badly: 0.70 to her profile, so her first region is an unknown voice;
     # her next one, at 0.80, is closer to that voice than to the profile, and folding it
-    # in brings the voice to 0.75 of the profile: it was her all along.
+    # in brings the voice to 0.75 of the profile: it was her all along, and the segment
+    # that showed it closes with her name.
     tracker = Tracker("s", TrackerOptions(), ORTHO)
     events = region(tracker, [blend(alice=0.70, rest=AXES[3])] * 15)
     events += region(tracker, [blend(alice=0.80, rest=AXES[3])] * 15, start_s=10.0)
-    assert labels(events) == ["speaker-1", "speaker-1"]
+    assert labels(events) == ["speaker-1", "alice"]
     assert not tracker.voices
     events = region(tracker, [blend(alice=0.75, rest=AXES[3])] * 15, start_s=20.0)
     assert labels(events) == ["alice"]
@@ -449,3 +450,18 @@ def test_every_region_long_enough_ends_with_a_label():
     events = tracker.gate(GateUpdate(started_at_s=30.0), 30.3)
     events += tracker.gate(GateUpdate(ended=(30.0, 30.4)), 30.8)
     assert [e.type for e in events] == ["speech_start", "speech_end"]
+
+
+def test_a_voice_a_session_kept_below_the_bar_takes_the_name_and_teaches_the_profile():
+    # Alice on another microphone: 0.73 to her enrollment, below the name's bar (0.74),
+    # so her region is unknown until it holds a voice of its own. That voice, a
+    # centroid of several windows, is surer evidence than one segment: it was her at
+    # once (no change, no speaker-N), and the stream's copy of her profile learns how
+    # this session sounds, so her next region is named from its first windows.
+    tracker = Tracker("s", TrackerOptions(), ORTHO)
+    session = [blend(alice=0.73, rest=AXES[3])] * 15
+    events = region(tracker, session)
+    assert announced(events) == {0.0: "alice"} and not changes(events)
+    assert labels(events) == ["alice"] and not tracker.voices
+    assert float(tracker.adapted("alice") @ session[0]) > 0.8
+    assert labels(region(tracker, session, start_s=10.0)) == ["alice"]
