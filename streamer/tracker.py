@@ -85,12 +85,6 @@ class TrackerOptions:
             at least this score (the same voice, heard better).
         adapt_score: a segment named with at least this score teaches the stream's copy
             of that profile its clean windows.
-        fold_score: an unknown voice whose centroid scores at least this against a
-            profile the session has not confidently heard was that speaker heard badly
-            (another microphone or room than the enrollment's): it takes the profile's
-            name, and its speech teaches the stream's copy of the profile how this
-            session sounds. Below ``accept_score``: a centroid of several windows is
-            surer evidence than one segment.
         enrollment_weight_s: seconds of session speech the enrolled profile weighs as
             much as, in its adapted copy (the session's share is bounded by
             ``voice_memory_s``).
@@ -153,7 +147,6 @@ class TrackerOptions:
     undecided_change_score: float = 0.6
     resume_score: float = 0.65
     adapt_score: float = 0.85
-    fold_score: float = 0.72
     enrollment_weight_s: float = 3.0
     window_accept_score: float = 0.75
     same_score: float = 0.76
@@ -767,7 +760,7 @@ class Tracker:
         if self.profiles:
             scores = self._scores(voice.centroid)[: len(self.profiles)]
             name, score = self._labels[int(np.argmax(scores))], float(scores.max())
-            if score >= self.options.fold_score and name not in self._session:
+            if score >= self.options.accept_score and name not in self._session:
                 # It was an enrolled voice all along, heard badly at first: what it heard
                 # is how this session sounds. (Once the session has heard that speaker,
                 # a voice of its own near the profile is somebody else: a stranger who
