@@ -131,7 +131,7 @@ class TrackerOptions:
         norm_scale: see ``norm_mean``.
     """
 
-    accept_score: float = 0.74
+    accept_score: float = 0.76
     reject_score: float = 0.64
     max_undecided: int = 4
     margin: float = 0.03
