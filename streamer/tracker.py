@@ -141,7 +141,7 @@ class TrackerOptions:
         norm_scale: see ``norm_mean``.
     """
 
-    accept_score: float = 0.74
+    accept_score: float = 0.76
     reject_score: float = 0.64
     max_undecided: int = 4
     margin: float = 0.03
@@ -270,6 +270,7 @@ class Tracker:
         self.voices: dict[str, Voice] = {}
         self._voices_made = 0
         self._session: dict[str, tuple[np.ndarray, float]] = {}  # name: (sum, seconds)
+        self._folded: dict[str, str] = {}  # unknown voice: the profile it turned out to be
         self.set_profiles(profiles)
         self.in_region = False
         self.region_start_s = 0.0
@@ -621,6 +622,7 @@ class Tracker:
         if label == UNKNOWN and len(segment.clean) >= o.min_voice_windows:
             label = self._new_voice(segment.clean, now_s)
             segment.clean.clear()
+            label = self._folded.get(label, label)  # at once an enrolled speaker's
         if label == segment.label:
             return []
         events = []
@@ -688,6 +690,7 @@ class Tracker:
         voice = self.voices.get(label)
         if voice is not None:
             self._learn(voice, clean, now_s)
+            label = self._folded.get(label, label)  # the voice was an enrolled speaker's
         elif label in self.profiles and segment.score >= self.options.adapt_score:
             self._adapt(label, [v for _, v in clean])
         segment_event = self._event("segment", segment.start_s, end_s, now_s, label, segment.score)
@@ -825,9 +828,12 @@ class Tracker:
             scores = self._scores(voice.centroid)[: len(self.profiles)]
             name, score = self._labels[int(np.argmax(scores))], float(scores.max())
             if score >= self.options.accept_score and name not in self._session:
-                # It was an enrolled voice all along, heard badly at first. (Once the
-                # session has confidently heard that speaker, a voice of its own near
-                # the profile is somebody else: a stranger who sounds alike.)
+                # It was an enrolled voice all along, heard badly at first: what it heard
+                # is how this session sounds. (Once the session has heard that speaker,
+                # a voice of its own near the profile is somebody else: a stranger who
+                # sounds alike.)
+                self._session[name] = (voice.total, voice.weight_s)
+                self._folded[voice.label] = name
                 self.forget(voice.label)
                 if self.last_label == voice.label:
                     self.last_label = name

@@ -336,14 +336,19 @@ def test_an_unknown_that_was_a_known_unknown_voice_is_no_second_change():
 
 def test_a_voice_that_comes_to_match_an_unheard_profile_takes_its_name():
     # Alice heard badly: 0.70 to her profile, so her first region is an unknown voice;
-    # her next one, at 0.80, is closer to that voice than to the profile, and folding it
-    # in brings the voice to 0.75 of the profile: it was her all along.
+    # her next one, at 0.84, is closer to that voice than to the profile, and folding it
+    # in brings the voice to 0.77 of the profile (the name's bar is 0.76): it was her all
+    # along, and the segment that showed it closes with her name.
     tracker = Tracker("s", TrackerOptions(), ORTHO)
     events = region(tracker, [blend(alice=0.70, rest=AXES[3])] * 15)
-    events += region(tracker, [blend(alice=0.80, rest=AXES[3])] * 15, start_s=10.0)
-    assert labels(events) == ["speaker-1", "speaker-1"]
+    events += region(tracker, [blend(alice=0.84, rest=AXES[3])] * 15, start_s=10.0)
+    assert labels(events) == ["speaker-1", "alice"]
     assert not tracker.voices
-    events = region(tracker, [blend(alice=0.75, rest=AXES[3])] * 15, start_s=20.0)
+    events = region(tracker, [blend(alice=0.77, rest=AXES[3])] * 15, start_s=20.0)
+    assert labels(events) == ["alice"]
+    # What the voice heard taught her profile how this session sounds: 0.73 to her
+    # enrollment, below the name's bar, is her on this line.
+    events = region(tracker, [blend(alice=0.73, rest=AXES[3])] * 15, start_s=30.0)
     assert labels(events) == ["alice"]
 
 
@@ -449,3 +454,25 @@ def test_every_region_long_enough_ends_with_a_label():
     events = tracker.gate(GateUpdate(started_at_s=30.0), 30.3)
     events += tracker.gate(GateUpdate(ended=(30.0, 30.4)), 30.8)
     assert [e.type for e in events] == ["speech_start", "speech_end"]
+
+
+def test_a_new_voice_that_is_a_profile_names_its_segment_at_once():
+    # 0.77 to alice but 0.75 to carol (who sounds half like alice): too close a call for
+    # a name, so the segment waits and becomes a voice; its centroid folds into alice's
+    # profile at once, and the segment takes her name rather than a label now gone.
+    carol = 0.5 * AXES[0] + np.sqrt(0.75) * AXES[1]
+    tracker = Tracker("s", TrackerOptions(), {"alice": AXES[0], "carol": carol})
+    b = (0.75 - 0.5 * 0.77) / np.sqrt(0.75)
+    voice = (0.77 * AXES[0] + b * AXES[1] + np.sqrt(1 - 0.77**2 - b**2) * AXES[3]).astype(
+        np.float32
+    )
+    events = region(tracker, [voice] * 15)
+    assert labels(events) == ["alice"] and not tracker.voices
+    assert "speaker-1" not in labels(events, "speaker")
+
+
+def test_a_voice_just_above_the_old_bar_is_not_named():
+    # 0.75 to alice's enrollment: on clean recordings as much as strangers who sound
+    # alike score (the tune half's), so it keeps a voice of its own.
+    tracker = Tracker("s", TrackerOptions(), ORTHO)
+    assert labels(region(tracker, [blend(alice=0.75, rest=AXES[3])] * 15)) == ["speaker-1"]
