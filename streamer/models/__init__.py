@@ -35,8 +35,9 @@ class ModelSpec:
             callable from ``(batch, frames, features)`` float32 to ``(batch, dim)`` unit
             vectors (with ``resume`` for recurrent models); ``None`` when the model has no
             MLX version.
-        to_int8: given the loaded torch encoder, its int8 version on onnxruntime (called
-            and resumed as the MLX twin is); ``None`` when the model has none.
+        to_onnx: given the loaded torch encoder (and ``quantise``: int8 or fp32), its
+            version on onnxruntime (called and resumed as the MLX twin is); ``None`` when
+            the model has none.
         untrained: builds the torch encoder with random weights (tests, benchmarks).
         target_level_dbfs: windows are scaled to this RMS level before encoding, or
             left alone when ``None`` (only for linear power or magnitude features).
@@ -54,7 +55,7 @@ class ModelSpec:
     frontend: Callable[[], Frontend]
     load: Callable[[str | Path | None], torch.nn.Module]
     to_mlx: Callable[[torch.nn.Module], Callable[[np.ndarray], np.ndarray]] | None = None
-    to_int8: Callable[..., Callable[[np.ndarray], np.ndarray]] | None = None
+    to_onnx: Callable[..., Callable[[np.ndarray], np.ndarray]] | None = None
     untrained: Callable[[], torch.nn.Module] | None = None
     target_level_dbfs: float | None = None
     level_power: float = 2.0
@@ -73,7 +74,7 @@ class ModelSpec:
 def _ge2e() -> ModelSpec:
     """GE2E d-vectors: 1.6 s windows (160 frames), the length it was trained on."""
     from ..features.ge2e_mel import GE2EMel
-    from .ge2e_lstm import EMBEDDING_DIM, GE2EEncoder, ge2e_to_int8, ge2e_to_mlx, load_ge2e
+    from .ge2e_lstm import EMBEDDING_DIM, GE2EEncoder, ge2e_to_mlx, ge2e_to_onnx, load_ge2e
 
     return ModelSpec(
         name="ge2e",
@@ -85,7 +86,7 @@ def _ge2e() -> ModelSpec:
         frontend=GE2EMel,
         load=load_ge2e,
         to_mlx=ge2e_to_mlx,
-        to_int8=ge2e_to_int8,
+        to_onnx=ge2e_to_onnx,
         untrained=GE2EEncoder,
         target_level_dbfs=-30.0,
         recurrent=True,
@@ -191,10 +192,10 @@ class Embedder:
         if fallback:
             on_cpu = device is None or check_device(device).type == "cpu"
             torch_cpu = on_cpu and choose_backend(backend, device) == "torch"
-            precision = "fp32-onnx" if spec.to_int8 is not None and torch_cpu else "fp32"
+            precision = "fp32-onnx" if spec.to_onnx is not None and torch_cpu else "fp32"
         self.precision = precision
         if precision != "fp32":
-            if spec.to_int8 is None:
+            if spec.to_onnx is None:
                 raise ConfigError(
                     f"model {spec.name} has no {precision} version; use --precision fp32"
                 )
@@ -223,7 +224,7 @@ class Embedder:
         """The encoder on onnxruntime; with ``fallback``, ``None`` (torch fp32) and a
         one-line note on stderr when it cannot be built here."""
         try:
-            return self.spec.to_int8(self.module, quantise=self.precision == "int8")
+            return self.spec.to_onnx(self.module, quantise=self.precision == "int8")
         except Exception as exc:  # any failure to build or load it: torch still runs
             if not fallback:
                 raise

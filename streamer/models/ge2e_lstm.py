@@ -117,7 +117,7 @@ def ge2e_to_mlx(module: GE2EEncoder) -> GE2EMLX:
     return GE2EMLX(module)
 
 
-def ge2e_to_int8(module: GE2EEncoder, quantise: bool = True):
+def ge2e_to_onnx(module: GE2EEncoder, quantise: bool = True):
     """``module`` on onnxruntime, quantised to int8 unless ``quantise`` is false
     (:mod:`.onnx_int8`, cached on disk)."""
     from .onnx_int8 import OnnxInt8GE2E
