@@ -28,8 +28,8 @@ full window.
   has already confidently heard that speaker: then it is a stranger who sounds alike.
   The session's recent past is corrected as it learns (``revise_s``): a closed
   ``unknown`` segment that a voice learnt since now names, alike ``unknown`` segments
-  that together make a voice, and a voice merged into an older one are sent again as
-  corrected ``segment`` events.
+  that together make a voice, a voice merged into an older one and a voice that turned
+  out to be an enrolled speaker are sent again as corrected ``segment`` events.
 * Enrolled profiles adapt to the session: a segment named with a high score teaches the
   stream's copy of that profile its clean windows (the stored profile is not touched).
 * Turns with no pause are caught by full windows: one window that confidently names
@@ -124,7 +124,8 @@ class TrackerOptions:
         revise_s: a closed segment labelled ``unknown`` or with an unknown voice's label
             that ended at most this many seconds ago is sent again with a better label
             (a corrected ``segment`` event) when the session has since learnt one: a voice
-            that its audio now names, or the older voice its own was merged into; 0: never.
+            that its audio now names, the older voice its own was merged into, or the
+            profile its voice turned out to be; 0: never.
         look_back: the look-back pass that clusters the recent unknown-voice segments
             again and repairs their labels (``streamer.recluster``); ``None`` (the
             default, as it does not yet beat the live labels): off.
@@ -283,7 +284,7 @@ class Tracker:
         self._region_named = False  # whether the open region has held a segment
         self._held = None  # the region's last full window kept back for its onset
         self._closed: deque[Entry] = deque()  # recent closed segments revise_s may correct
-        self._renamed: dict[str, str] = {}  # voices merged since the last revision: into
+        self._renamed: dict[str, str] = {}  # since the last revision: voice -> what it joined
         self.look_back = None
         if options.look_back is not None:
             self.look_back = Reclusterer(options.look_back)
@@ -834,6 +835,7 @@ class Tracker:
                 # sounds alike.)
                 self._session[name] = (voice.total, voice.weight_s)
                 self._folded[voice.label] = name
+                self._renamed[voice.label] = name  # its recent segments are revised
                 self.forget(voice.label)
                 if self.last_label == voice.label:
                     self.last_label = name

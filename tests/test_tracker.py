@@ -338,11 +338,14 @@ def test_a_voice_that_comes_to_match_an_unheard_profile_takes_its_name():
     # Alice heard badly: 0.70 to her profile, so her first region is an unknown voice;
     # her next one, at 0.84, is closer to that voice than to the profile, and folding it
     # in brings the voice to 0.77 of the profile (the name's bar is 0.76): it was her all
-    # along, and the segment that showed it closes with her name.
+    # along. The segment that showed it closes with her name, and her first one is sent
+    # again with it.
     tracker = Tracker("s", TrackerOptions(), ORTHO)
     events = region(tracker, [blend(alice=0.70, rest=AXES[3])] * 15)
     events += region(tracker, [blend(alice=0.84, rest=AXES[3])] * 15, start_s=10.0)
-    assert labels(events) == ["speaker-1", "alice"]
+    assert labels(events) == ["speaker-1", "alice", "alice"]
+    first, corrected = (e for e in events if e.type == "segment" and e.start_s < 10)
+    assert (corrected.previous, corrected.start_s) == ("speaker-1", first.start_s)
     assert not tracker.voices
     events = region(tracker, [blend(alice=0.77, rest=AXES[3])] * 15, start_s=20.0)
     assert labels(events) == ["alice"]
