@@ -34,7 +34,7 @@ from report import add_condition_arguments, condition_title, publish
 from rich.progress import track
 from rich.table import Table
 
-from streamer.enroll import collect
+from streamer.enroll import EnrollOptions, collect, variants_total
 from streamer.evaluation.cohort import speaker_entries, without
 from streamer.evaluation.scoring import (
     ChangeScores,
@@ -58,13 +58,17 @@ def chunks(audio: np.ndarray, size: int):
         yield audio[start : start + size]
 
 
-def run_conversation(engine, conversation, realtime_batching: bool):
-    """Enroll, then track one conversation; return its events and processing seconds."""
+def run_conversation(engine, conversation, realtime_batching: bool, enroll: EnrollOptions):
+    """Enroll as ``streamer enroll`` does, then track one conversation; return its events,
+    processing seconds and the speakers enrolled (a clip with no speech enrolls nobody,
+    as the CLI refuses it)."""
     profiles = {}
     for name, clip in conversation.enrollment.items():
-        vectors = collect(engine, clip).embeddings
-        mean = np.mean(vectors, axis=0)
-        profiles[name] = mean / np.linalg.norm(mean)
+        collector = collect(engine, clip)
+        if collector.embeddings:
+            total = np.sum(collector.embeddings, axis=0)
+            total += variants_total(engine, clip, collector, enroll.variant_weight)
+            profiles[name] = total / np.linalg.norm(total)
     engine.set_profiles(profiles)
     size = int(0.02 * conversation.sample_rate)
     started = time.process_time()
@@ -76,7 +80,7 @@ def run_conversation(engine, conversation, realtime_batching: bool):
             realtime=realtime_batching,
         )
     )
-    return events, time.process_time() - started
+    return events, time.process_time() - started, set(profiles)
 
 
 def encoder_ms(engine, batch: int, repeats: int = 20) -> float:
@@ -107,8 +111,16 @@ def main(argv=None) -> int:
         default="fp32",
         help="the encoder's precision, as `streamer track --precision` (default fp32)",
     )
+    parser.add_argument(
+        "--variant-weight",
+        type=float,
+        default=EnrollOptions().variant_weight,
+        help="weight of each enrollment clip's channel variants, as `streamer enroll` "
+        "(default %(default).2f; 0: the clip alone)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
+    enroll = EnrollOptions(variant_weight=args.variant_weight)
 
     def options(index: int):
         return benchmark_options(
@@ -136,13 +148,13 @@ def main(argv=None) -> int:
         conversation = simulate_from_folder(args.data, options(index), index)
         if entries is not None:
             engine.cohort = without(entries, {t.speaker for t in conversation.turns})
-        events, cpu_s = run_conversation(engine, conversation, realtime_batching=False)
+        events, cpu_s, enrolled = run_conversation(engine, conversation, False, enroll)
         audio_s += conversation.duration_s
         cpu_fast_s += cpu_s
         turns += len(conversation.turns)
         segments = final_segments(events)
         hypothesis = merge_gaps(segments, MERGE_GAP_S)
-        reference, enrolled = list(conversation.speech), set(conversation.enrollment)
+        reference = list(conversation.speech)
         identity.append(identity_scores(reference, hypothesis, enrolled))
         (open_set if conversation.strangers else closed).append(identity[-1])
         live.append(identity_scores(reference, segments, enrolled))
@@ -153,7 +165,7 @@ def main(argv=None) -> int:
 
     # Speed with real-time batching (the worker runs after every 20 ms chunk).
     conversation = simulate_from_folder(args.data, options(0), 0)
-    _, cpu_rt_s = run_conversation(engine, conversation, realtime_batching=True)
+    _, cpu_rt_s, _ = run_conversation(engine, conversation, True, enroll)
 
     ident = IdentityScores.combine(identity)
     total_der = DerScores.combine(ders)

@@ -173,6 +173,9 @@ class Stream:
         self._confident = False
         self._observations: list[_Observation] = []
         self._seq = 0
+        self.recording: list[np.ndarray] | None = None
+        """When a list, a copy of each piece of audio the worker takes goes to it (live
+        enrollment keeps its span's audio this way); ``None``: nothing is kept."""
 
     @property
     def pending_samples(self) -> int:
@@ -211,6 +214,8 @@ class Stream:
             self._read = stop
             if stop == self.ring.end:  # all taken: the ring's memory follows the backlog
                 self.ring.clear()
+        if self.recording is not None:
+            self.recording.append(new.copy())
         return new
 
     def _add_frames(self, new: np.ndarray) -> None:

@@ -53,3 +53,32 @@ def test_profile_from_another_model_is_refused(store, make_engine):
     store.save(Profile("erin", "rf5-gru", total=np.ones(256), count=1, speech_s=5))
     with pytest.raises(ProfileError, match="made with model 'rf5-gru'"):
         enroll(store, "erin", [("e", speech("erin", 5.0, seed=17))], make_engine())
+
+
+def test_channel_variants_bring_the_profile_closer_to_other_sessions(tmp_path, make_engine):
+    # Alice enrolls in a quiet moment; later she talks in a reverberant room through a
+    # telephone-like microphone. Her profile with the clip's channel variants scores her
+    # there higher than the clip alone would, and it is still mostly the clip itself.
+    from streamer.enroll import EnrollOptions, collect
+    from streamer.evaluation.augment import Microphone, Room, Session
+
+    engine = make_engine()
+    clip = speech("alice", 6.0, seed=21)
+    profiles = {}
+    for weight in (0.0, EnrollOptions().variant_weight):
+        store = ProfileStore(tmp_path / str(weight))
+        enroll(store, "alice", [("a", clip)], engine, EnrollOptions(variant_weight=weight))
+        profiles[weight] = store.get("alice")
+    plain, varied = profiles.values()
+    assert plain.count == varied.count  # the variants weigh in, but are no windows of hers
+    assert 0.95 < float(plain.embedding @ varied.embedding) < 0.9999
+    room = Room(0.6, (6.0, 5.0, 3.0), (2.0, 2.0, 1.5), (4.5, 3.6, 1.3))
+    later = Session(-6.0, Microphone(280.0, 3600.0, 24), room).apply(
+        speech("alice", 6.0, seed=22), 16000
+    )
+    heard = np.mean(collect(engine, later).embeddings, axis=0)
+    assert float(varied.embedding @ heard) > float(plain.embedding @ heard) + 0.03
+    # One clip always makes one profile.
+    again = ProfileStore(tmp_path / "again")
+    enroll(again, "alice", [("a", clip)], engine)
+    assert np.allclose(again.get("alice").total, varied.total)

@@ -89,7 +89,7 @@ def usage_error(parser: argparse.ArgumentParser, message: str) -> int:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..audio import load_audio
-    from ..enroll import EnrollOptions, check_model, enroll, enroll_collected
+    from ..enroll import EnrollOptions, check_model, enroll, enroll_collected, variants_total
     from ..models import get_spec
 
     if args.mic is not None and args.clips:
@@ -110,7 +110,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         check_model(store, name, spec.name)
         microphone = Microphone(args.mic or None, args.mic_rate, target_rate=spec.sample_rate)
         engine = load_engine(args)
-        collector, recorded_s = record(engine, microphone, args.seconds)
+        collector, audio = record(engine, microphone, args.seconds)
+        collector.variant_total = variants_total(engine, audio, collector, options.variant_weight)
         report = enroll_collected(
             store,
             name,
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             options,
             args.force,
         )
-        source = f"{recorded_s:.1f} s recorded with {microphone.describe()}"
+        source = f"{len(audio) / spec.sample_rate:.1f} s recorded with {microphone.describe()}"
     else:
         clips = []
         for path in args.clips:
@@ -158,7 +159,7 @@ def print_report(name: str, report, source: str, store: ProfileStore, extending:
 def record(engine, microphone, seconds: float, stall_s: float = 3.0):
     """Record ``seconds`` from the microphone through the worker, showing a progress bar
     with the input level and the speech heard so far; returns the collector and the
-    seconds recorded."""
+    audio recorded."""
     import threading
 
     import numpy as np
@@ -172,6 +173,7 @@ def record(engine, microphone, seconds: float, stall_s: float = 3.0):
     target = int(seconds * stream.sample_rate)
     arrived = threading.Event()
     state = {"pushed": 0, "level_dbfs": -120.0, "lost": 0}
+    recorded: list[np.ndarray] = []  # for the channel variants of the profile
 
     def on_audio(block: np.ndarray) -> None:  # PortAudio's thread: copy in, wake, return
         block = block[: target - state["pushed"]]
@@ -181,6 +183,7 @@ def record(engine, microphone, seconds: float, stall_s: float = 3.0):
             stream.push(block)
         except AudioError:
             state["lost"] += len(block)
+        recorded.append(block.copy())
         state["pushed"] += len(block)
         power = float(np.mean(block.astype(np.float64) ** 2))
         state["level_dbfs"] = 10 * np.log10(power + 1e-12)
@@ -220,7 +223,7 @@ def record(engine, microphone, seconds: float, stall_s: float = 3.0):
     engine.close_stream("microphone")
     if state["lost"]:
         raise AudioError("audio was lost while recording (the machine is too busy); try again")
-    return collector, state["pushed"] / stream.sample_rate
+    return collector, np.concatenate(recorded) if recorded else np.zeros(0, np.float32)
 
 
 def level_meter(level_dbfs: float, cells: int = 10, floor_dbfs: float = -60.0) -> str:

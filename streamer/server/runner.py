@@ -29,10 +29,12 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
-from ..enroll import Collector
+import numpy as np
+
+from ..enroll import Collector, EnrollOptions, variant_steps
 from ..errors import EngineError
 from ..events import Event
 from ..vad import GateUpdate
@@ -116,6 +118,8 @@ class EnrollTap:
     ) -> None:
         self.tracker = tracker
         self.collector = Collector(start_s, end_s)
+        self.audio: list[np.ndarray] = []  # what the stream's worker took, from recorded_from_s
+        self.recorded_from_s = start_s
         self.start_s = start_s
         self.end_s = end_s
         self.on_progress = on_progress
@@ -159,7 +163,9 @@ class EngineRunner:
         metrics: Metrics,
         batch_delay_s: float = 0.0,
         on_stepped: Callable[[float, float, int], None] | None = None,
+        variant_weight: float = EnrollOptions().variant_weight,
     ) -> None:
+        """``variant_weight``: live enrollment's channel variants (``EnrollOptions``)."""
         self.engine = engine
         self._on_stepped = on_stepped  # (cpu s, wall s, windows embedded), on the loop
         self.batch_delay_s = batch_delay_s
@@ -173,6 +179,10 @@ class EngineRunner:
         self._step_clocks = (0.0, 0.0)  # perf_counter() and thread_time() before a step
         self._jobs: deque[tuple[Callable, tuple, asyncio.Future]] = deque()
         self._taps: dict[str, EnrollTap] = {}
+        self.variant_weight = variant_weight
+        # Finished enrollments whose channel variants are being embedded, a step at a time.
+        self._variants: deque[tuple[Generator, EnrollTap, float]] = deque()
+        self._scratch_engine: Engine | None = None
         self._trim_due = False  # a stream closed since memory was last handed back
         self._trimmed_at = 0.0  # perf_counter() then
         self._stopping = False
@@ -267,7 +277,8 @@ class EngineRunner:
         stream = self.engine.streams[stream_id]
         start_s = max(start_s, stream.time_s)
         tap = EnrollTap(stream.tracker, start_s, start_s + seconds, on_progress, on_done)
-        stream.tracker = tap
+        tap.recorded_from_s = stream.time_s
+        stream.tracker, stream.recording = tap, tap.audio
         self._taps[stream_id] = tap
         return start_s
 
@@ -280,12 +291,15 @@ class EngineRunner:
     def _run(self) -> None:
         try:
             while True:
-                self._wake.wait(self._until_trim())
+                if not self._variants:
+                    self._wake.wait(self._until_trim())
                 self._wake.clear()
                 self._run_jobs()
+                self._step_variants()
                 self._before_step()
                 for events in self.engine.run():
                     self._stepped_engine(events)
+                    self._step_variants()
                     self._run_jobs()
                     if self._stopping:
                         break
@@ -372,12 +386,39 @@ class EngineRunner:
             return False
         stream = self.engine.streams.get(stream_id)
         if stream is not None:
-            stream.tracker = tap.tracker
+            stream.tracker, stream.recording = tap.tracker, None
         if not cancelled:
             recorded_s = tap.progress(now_s).recorded_s
             tap.collector.finish(min(now_s, tap.end_s))
-            self._loop.call_soon_threadsafe(tap.on_done, tap.collector, recorded_s)
+            audio = np.concatenate(tap.audio) if tap.audio else np.zeros(0, np.float32)
+            rate = self.engine.embedder.spec.sample_rate
+            first = round((tap.start_s - tap.recorded_from_s) * rate)
+            span = audio[first : first + round((tap.end_s - tap.start_s) * rate)]
+            steps = variant_steps(self._scratch(), span, tap.collector, self.variant_weight)
+            self._variants.append((steps, tap, recorded_s))
         return True
+
+    def _scratch(self) -> Engine:
+        """An engine of its own for the channel variants of enrollments (no stream of a
+        client is in it), sharing the model and the VAD."""
+        if self._scratch_engine is None:
+            e = self.engine
+            self._scratch_engine = Engine(e.embedder, e.vad, e.options, e.gate_options)
+        return self._scratch_engine
+
+    def _step_variants(self) -> None:
+        """One step of the oldest finished enrollment's channel variants (about
+        ``step_s`` of audio, between two steps of the streams); once they are all in,
+        hand the collector over."""
+        if not self._variants:
+            return
+        steps, tap, recorded_s = self._variants[0]
+        try:
+            next(steps)
+        except StopIteration as done:
+            self._variants.popleft()
+            tap.collector.variant_total = done.value
+            self._loop.call_soon_threadsafe(tap.on_done, tap.collector, recorded_s)
 
     # Back on the loop
 

@@ -7,16 +7,17 @@ import threading
 import numpy as np
 import pytest
 
-from streamer.enroll import FEEDBACK
+from streamer.enroll import FEEDBACK, enroll
 from streamer.errors import ProfileError
 from streamer.evaluation.synth import conversation, speech
+from streamer.profiles import ProfileStore
 from streamer.tracker import Voice
 from streamer.worker import WorkerOptions
 from tests.conftest import label_share
 from tests.server.conftest import SR, Client, daemon, run
 
 
-def test_live_enrollment_then_identification_on_another_stream(make_engine, store_of):
+def test_live_enrollment_then_identification_on_another_stream(make_engine, store_of, tmp_path):
     store = store_of("alice", "bob")
     carol = speech("carol", 9.0, seed=71)
     later = speech("carol", 3.0, seed=73)
@@ -67,6 +68,13 @@ def test_live_enrollment_then_identification_on_another_stream(make_engine, stor
     assert progress[-1]["speech_s"] > 5 and progress[-1]["level_dbfs"] < 0
     assert [p["name"] for p in profiles["profiles"]] == ["alice", "bob", "carol"]
     assert "carol" in store.names()
+    # Her profile has the channel variants of the 8 s in it, as `streamer enroll` of the
+    # same audio would: a sum of unit windows alone is never longer than their count.
+    saved = store.get("carol")
+    assert np.linalg.norm(saved.total) > 1.1 * saved.count
+    offline = ProfileStore(tmp_path / "offline")
+    enroll(offline, "carol", [("clip", carol[: 8 * SR])], make_engine())
+    assert float(saved.embedding @ offline.get("carol").embedding) > 0.99
     # While enrolling, the stream itself was tracked as usual (carol was unknown then);
     # once her profile was saved, the same stream named her.
     speakers = [e["label"] for e in first.events() if e["type"] == "speaker"]
