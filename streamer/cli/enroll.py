@@ -58,6 +58,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         metavar="S",
         help=f"least seconds of speech a profile needs (default: {defaults.min_speech_s:g})",
     )
+    parser.add_argument(
+        "--variant-weight",
+        type=non_negative_float,
+        default=defaults.variant_weight,
+        metavar="W",
+        help="how much each channel variant of the audio (a telephone line, a room, noise) "
+        "adds to the profile, as a share of the audio's own windows, so that other "
+        f"microphones and rooms still match it (default: {defaults.variant_weight:.3g}; "
+        "0: the audio alone)",
+    )
     add_profiles_option(parser)
     add_model_options(parser)
     parser.set_defaults(func=lambda args: run(args, parser))
@@ -103,7 +113,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     check_store_writable(store)
     extending = name in store
     spec = get_spec(args.model)
-    options = EnrollOptions(min_speech_s=args.min_speech_s)
+    options = EnrollOptions(min_speech_s=args.min_speech_s, variant_weight=args.variant_weight)
     if args.mic is not None:
         from ..sources.mic import Microphone
 

@@ -18,6 +18,16 @@ def test_enroll_saves_and_reports(cli, audio, tmp_path):
     assert lines[-1].endswith(str(store / "alice.json"))
     data = json.loads((store / "alice.json").read_text())
     assert data["name"] == "alice" and data["model"] == "ge2e" and data["speech_s"] > 4
+    # The audio's channel variants are in it: a sum of unit windows alone is never longer
+    # than their count. --variant-weight 0 leaves them out.
+    assert sum(x * x for x in data["total"]) ** 0.5 > 1.1 * data["count"]
+    plain = tmp_path / "plain"
+    result = cli(
+        "enroll", "alice", audio["alice.wav"], "--profiles", plain, "--variant-weight", "0"
+    )
+    assert result.code == 0, result.err
+    data = json.loads((plain / "alice.json").read_text())
+    assert sum(x * x for x in data["total"]) ** 0.5 <= data["count"]
 
 
 def test_enroll_again_extends_the_profile(cli, audio, store):
