@@ -290,9 +290,12 @@ class Tracker:
             self.look_back = Reclusterer(options.look_back)
 
     def set_profiles(self, profiles: dict[str, np.ndarray]) -> None:
+        """New profiles; an unknown voice that a new one names takes its name at once."""
         self.profiles = dict(profiles)
         self._session = {name: s for name, s in self._session.items() if name in profiles}
         self._refresh()
+        for voice in list(self.voices.values()):
+            self._fold_into_profile(voice)
 
     def voice(self, label: str) -> Voice:
         """The unknown voice called ``label`` (``KeyError`` if there is none)."""
@@ -812,6 +815,26 @@ class Tracker:
             total, weight_s = total * (memory / weight_s), memory
         return total, weight_s
 
+    def _fold_into_profile(self, voice: Voice) -> bool:
+        """Whether the unknown voice matches a profile the session has not heard yet: then
+        it was that enrolled speaker all along, heard badly at first (or enrolled since),
+        and what it heard is how this session sounds; it takes the name. (Once the
+        session has heard that speaker, a voice of its own near the profile is somebody
+        else: a stranger who sounds alike.)"""
+        if not self.profiles:
+            return False
+        scores = self._scores(voice.centroid)[: len(self.profiles)]
+        name, score = self._labels[int(np.argmax(scores))], float(scores.max())
+        if score < self.options.accept_score or name in self._session:
+            return False
+        self._session[name] = (voice.total, voice.weight_s)
+        self._folded[voice.label] = name
+        self._renamed[voice.label] = name  # its recent segments are revised
+        self.forget(voice.label)
+        if self.last_label == voice.label:
+            self.last_label = name
+        return True
+
     def _learn(self, voice: Voice, windows: list[tuple[float, np.ndarray]], now_s: float) -> None:
         """Fold clean windows (``(end_s, vector)``) into an unknown voice (bounded), then
         merge look-alikes. Its speech is the time its windows cover, overlaps counted once."""
@@ -825,21 +848,8 @@ class Tracker:
             start_s = max(end_s - self.options.window_s, voice.heard_until_s)
             voice.speech_s += max(0.0, end_s - start_s)
             voice.heard_until_s = max(voice.heard_until_s, end_s)
-        if self.profiles:
-            scores = self._scores(voice.centroid)[: len(self.profiles)]
-            name, score = self._labels[int(np.argmax(scores))], float(scores.max())
-            if score >= self.options.accept_score and name not in self._session:
-                # It was an enrolled voice all along, heard badly at first: what it heard
-                # is how this session sounds. (Once the session has heard that speaker,
-                # a voice of its own near the profile is somebody else: a stranger who
-                # sounds alike.)
-                self._session[name] = (voice.total, voice.weight_s)
-                self._folded[voice.label] = name
-                self._renamed[voice.label] = name  # its recent segments are revised
-                self.forget(voice.label)
-                if self.last_label == voice.label:
-                    self.last_label = name
-                return
+        if self._fold_into_profile(voice):
+            return
         for other in list(self.voices.values()):
             if other is voice:
                 continue

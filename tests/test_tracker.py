@@ -355,6 +355,24 @@ def test_a_voice_that_comes_to_match_an_unheard_profile_takes_its_name():
     assert labels(events) == ["alice"]
 
 
+def test_a_voice_enrolled_while_the_stream_runs_takes_the_name_at_once():
+    # Carol is heard as an unknown voice, then enrolled (from this stream, say): the
+    # voice is hers, so her next words are named at once, and her earlier segment is
+    # sent again with her name when the next one closes.
+    tracker = Tracker("s", TrackerOptions(), {"alice": ORTHO["alice"]})
+    carol = blend(alice=0.2, rest=AXES[3])
+    events = region(tracker, [near(carol, 0.05) for _ in range(15)])
+    assert labels(events) == ["speaker-1"]
+    tracker.set_profiles({"alice": ORTHO["alice"], "carol": unit(carol + 0.3 * AXES[4])})
+    assert not tracker.voices
+    events = region(tracker, [near(carol, 0.05) for _ in range(15)], start_s=10.0)
+    assert labels(events, "speaker")[0] == "carol"
+    assert [(e.label, e.previous) for e in events if e.type == "segment"] == [
+        ("carol", None),
+        ("carol", "speaker-1"),
+    ]
+
+
 def test_a_voice_near_a_profile_whose_speaker_was_heard_is_a_stranger():
     tracker = Tracker("s", TrackerOptions(), ORTHO)
     events = region(tracker, [blend(alice=0.9)] * 40)  # alice, confidently: she adapts
