@@ -34,7 +34,8 @@ class Framer:
     def __init__(self, length: int, hop: int, left_pad: int) -> None:
         self.length = length
         self.hop = hop
-        self._buf = np.zeros(length + 1 << 12, dtype=np.float32)
+        # A frame and 4096 samples; a longer push grows it (once, to that push's size).
+        self._buf = np.zeros(length + (1 << 12), dtype=np.float32)
         self._n = left_pad  # valid samples in _buf (the padding counts)
 
     def push(self, samples: np.ndarray) -> np.ndarray:
