@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Protocol
 
 import numpy as np
@@ -20,6 +21,20 @@ class Frontend(Protocol):
     n_features: int
 
     def push(self, samples: np.ndarray) -> np.ndarray: ...
+
+
+def shared(build):
+    """``build()``'s arrays (a frontend's window, its filter bank), built once per process
+    and shared read-only by every stream's frontend instead of a copy in each."""
+
+    @cache
+    def tables() -> tuple[np.ndarray, ...]:
+        arrays = build()
+        for array in arrays:
+            array.flags.writeable = False
+        return arrays
+
+    return tables
 
 
 class Framer:
