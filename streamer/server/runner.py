@@ -279,6 +279,7 @@ class EngineRunner:
 
     def _run(self) -> None:
         try:
+            self.engine.vad.warm_batched()  # its code pages: memory of the daemon, not a stream's
             while True:
                 self._wake.wait(self._until_trim())
                 self._wake.clear()
