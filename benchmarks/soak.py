@@ -27,7 +27,10 @@ as fast as the daemon reads them, admission control off (so all are taken); then
 end. What the daemon gives back after that is the point. ``--per-stream`` has the same
 warm-up, then ``--streams`` (default 16) real-time streams of ``--minutes`` (default
 0.6: past a 30 s ring's first wrap); ``per_stream_mb`` is the memory of all the daemon's
-processes with them all open (2 s before their end), less the warm figure, per stream.
+processes with them all open (2 s before their end), less the warm figure, per stream;
+``per_stream_anon_mb`` the same of their anonymous memory (what the processes hold of
+their own, without the code pages of shared libraries that RSS counts in each process)
+and ``per_stream_pss_mb`` of their proportional set size (shared pages counted once).
 """
 
 from __future__ import annotations
@@ -57,6 +60,21 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
+def split_mb(pid: int) -> dict[str, float]:
+    """``anon`` (the process's own memory: heap, arenas, mappings of its own) and
+    ``pss`` (its share of every page, a library's code pages shared by the daemon's
+    processes counted once among them) of one process, in MB. RSS also counts the pages
+    of shared libraries a process has touched, in full in each process."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            out["anon"] = int(line.split()[1]) / 1024
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            out["pss"] = int(line.split()[1]) / 1024
+    return out
+
+
 def processes(pid: int) -> dict[str, int]:
     """The daemon (``daemon``) and its engine worker processes (``worker-0``, ...): pids."""
     children: list[int] = []
@@ -80,6 +98,7 @@ class Memory:
     def __init__(self, pid: int) -> None:
         self.pids = processes(pid)
         self.marks: dict[str, dict[str, float]] = {}
+        self.splits: dict[str, dict[str, dict[str, float]]] = {}  # mark -> process -> split
         self.peak = dict.fromkeys(self.pids, 0.0)
         self.peak_total = 0.0
 
@@ -92,6 +111,11 @@ class Memory:
 
     def mark(self, name: str) -> None:
         self.marks[name] = self.read()
+        self.splits[name] = {process: split_mb(pid) for process, pid in self.pids.items()}
+
+    def total(self, mark: str, kind: str) -> float:
+        """``anon`` or ``pss`` of all the daemon's processes together at ``mark``."""
+        return sum(split[kind] for split in self.splits[mark].values())
 
     async def sample(self) -> None:
         while True:
@@ -213,13 +237,26 @@ async def soak(daemon: Daemon, audios: list[np.ndarray], lengths_s, speed: float
         "growth_pct": round(100 * (total["end"] - warm) / warm, 1),
         "growth_after_pct": round(100 * (total["after"] - warm) / warm, 1),
         **(
-            {"per_stream_mb": round((total["open"] - warm) / len(audios), 2)}
+            {
+                "per_stream_mb": round((total["open"] - warm) / len(audios), 2),
+                **{
+                    f"per_stream_{kind}_mb": round(
+                        (memory.total("open", kind) - memory.total("warm", kind)) / len(audios),
+                        2,
+                    )
+                    for kind in ("anon", "pss")
+                },
+            }
             if mode == "per-stream"
             else {}
         ),
         "per_process_mb": {
             name: {
-                **{mark: round(memory.marks[mark][name], 1) for mark in ("idle", "warm")},
+                **{
+                    mark: round(memory.marks[mark][name], 1)
+                    for mark in ("idle", "warm", "open")
+                    if mark in memory.marks
+                },
                 "peak": round(memory.peak[name], 1),
                 **{mark: round(memory.marks[mark][name], 1) for mark in ("end", "after")},
             }

@@ -59,6 +59,13 @@ class SileroVAD:
                 f"cannot load silero-vad ({exc}); reinstall it: pip install silero-vad"
             ) from exc
 
+    def warm_batched(self) -> None:
+        """Run the batched path once, on silence and fresh states (nothing is kept). A
+        batch of two or more chunks runs torch's oneDNN convolutions, whose code (about
+        7 MB of libtorch's pages, once per process) a single stream never touches: a
+        daemon calls this at start, so that the second stream to join does not page it in."""
+        self([VadState(), VadState()], np.zeros((2, CHUNK_SAMPLES), np.float32))
+
     def __call__(self, states: list[VadState], chunks: np.ndarray) -> np.ndarray:
         """Probabilities for ``chunks`` (``(n, 512)``, one row per state), advancing each state."""
         torch = self._torch

@@ -79,3 +79,37 @@ def test_large_rings_hold_only_the_pages_written_and_give_them_back():
         del rings
         assert grown < 5, f"{grown:.1f} MB resident for 20 rings holding 1 s each"
         assert rss_mb() - before < 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_ring_gives_back_what_a_backlog_touched_once_its_reader_caught_up():
+    """A stream that fell 20 s behind touched 20 s of its ring; once the worker has taken
+    it all, the ring keeps a second of pages, not the backlog's (it kept them until the
+    stream ended: 1.1 MB per stream of a daemon that had fallen behind)."""
+    ring = RingBuffer(30 * 16_000)
+    data = np.random.default_rng(0).standard_normal(60 * 16_000).astype(np.float32)
+    taken = np.ones(20 * 16_000, np.float32)  # the worker's copy, resident before
+    before = rss_mb()
+    for start in range(0, 20 * 16_000, 1600):  # the backlog builds up
+        ring.write(data[start : start + 1600])
+    backlog_mb = rss_mb() - before
+    ring.read(0, ring.end, out=taken)
+    ring.clear()
+    kept_mb = rss_mb() - before
+    np.testing.assert_array_equal(taken, data[: 20 * 16_000])
+    assert backlog_mb > 1.0, f"the backlog took only {backlog_mb:.2f} MB"
+    assert kept_mb < 0.2, f"{kept_mb:.2f} MB kept after the backlog was read"
+    # Writing goes on as before: from the front, across the pages given back, wrapping.
+    for start in range(20 * 16_000, 55 * 16_000, 16_000):
+        ring.write(data[start : start + 16_000])
+    assert ring.start == 25 * 16_000
+    np.testing.assert_array_equal(ring.read(ring.start, ring.end), data[ring.start : ring.end])
+
+
+def test_a_small_backlog_keeps_its_pages():
+    """Up to a second of audio the pages stay (no system call on every clear)."""
+    ring = RingBuffer(30 * 16_000)
+    ring.write(np.ones(16_000, np.float32))
+    ring.read(0, 16_000)
+    ring.clear()
+    assert ring._touched == 16_000  # nothing given back: still counted as touched

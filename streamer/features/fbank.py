@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .framing import Framer
+from .framing import Framer, shared
 
 SAMPLE_RATE = 16_000
 FRAME_LENGTH = 400
@@ -45,6 +45,11 @@ def _mel_banks() -> np.ndarray:
     return np.vstack([banks, np.zeros((1, N_MELS))])  # the Nyquist bin has no weight
 
 
+@shared
+def _tables() -> tuple[np.ndarray, np.ndarray]:
+    return np.hamming(FRAME_LENGTH), _mel_banks()
+
+
 class KaldiFbank:
     """Streaming 80-bin Kaldi log mel frames, each computed once as its samples arrive."""
 
@@ -54,8 +59,7 @@ class KaldiFbank:
 
     def __init__(self) -> None:
         self._framer = Framer(FRAME_LENGTH, HOP, left_pad=FRAME_LENGTH // 2)
-        self._window = np.hamming(FRAME_LENGTH)
-        self._banks = _mel_banks()
+        self._window, self._banks = _tables()
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         frames = self._framer.push(samples)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Protocol
 
 import numpy as np
@@ -22,6 +23,20 @@ class Frontend(Protocol):
     def push(self, samples: np.ndarray) -> np.ndarray: ...
 
 
+def shared(build):
+    """``build()``'s arrays (a frontend's window, its filter bank), built once per process
+    and shared read-only by every stream's frontend instead of a copy in each."""
+
+    @cache
+    def tables() -> tuple[np.ndarray, ...]:
+        arrays = build()
+        for array in arrays:
+            array.flags.writeable = False
+        return arrays
+
+    return tables
+
+
 class Framer:
     """Cuts a stream into overlapping frames as samples arrive.
 
@@ -34,7 +49,8 @@ class Framer:
     def __init__(self, length: int, hop: int, left_pad: int) -> None:
         self.length = length
         self.hop = hop
-        self._buf = np.zeros(length + 1 << 12, dtype=np.float32)
+        # A frame and 4096 samples; a longer push grows it (once, to that push's size).
+        self._buf = np.zeros(length + (1 << 12), dtype=np.float32)
         self._n = left_pad  # valid samples in _buf (the padding counts)
 
     def push(self, samples: np.ndarray) -> np.ndarray:

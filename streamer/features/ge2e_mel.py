@@ -10,12 +10,19 @@ from __future__ import annotations
 import librosa
 import numpy as np
 
-from .framing import Framer
+from .framing import Framer, shared
 
 SAMPLE_RATE = 16_000
 N_FFT = 400
 HOP = 160
 N_MELS = 40
+
+
+@shared
+def _tables() -> tuple[np.ndarray, np.ndarray]:
+    """The periodic Hann window and the mel filters, transposed."""
+    window = librosa.filters.get_window("hann", N_FFT, fftbins=True).astype(np.float32)
+    return window, librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS).T.copy()
 
 
 class GE2EMel:
@@ -27,8 +34,7 @@ class GE2EMel:
 
     def __init__(self) -> None:
         self._framer = Framer(N_FFT, HOP, left_pad=N_FFT // 2)
-        self._window = librosa.filters.get_window("hann", N_FFT, fftbins=True).astype(np.float32)
-        self._mel_t = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS).T.copy()
+        self._window, self._mel_t = _tables()
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         frames = self._framer.push(samples)

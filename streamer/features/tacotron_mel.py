@@ -14,7 +14,7 @@ from __future__ import annotations
 import librosa
 import numpy as np
 
-from .framing import Framer
+from .framing import Framer, shared
 
 SAMPLE_RATE = 22_050
 N_FFT = 1024
@@ -23,6 +23,16 @@ N_MELS = 80
 FMIN_HZ = 0.0
 FMAX_HZ = 8000.0
 CLIP = 1e-5  # smallest mel magnitude before the log
+
+
+@shared
+def _tables() -> tuple[np.ndarray, np.ndarray]:
+    """The Hann window (float64) and the mel filters, transposed."""
+    window = librosa.filters.get_window("hann", N_FFT, fftbins=True)
+    mel = librosa.filters.mel(
+        sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN_HZ, fmax=FMAX_HZ
+    )
+    return window, mel.T.copy()
 
 
 class TacotronMel:
@@ -39,10 +49,7 @@ class TacotronMel:
     def __init__(self) -> None:
         self._framer = Framer(N_FFT, HOP, left_pad=0)
         self._head: np.ndarray | None = np.zeros(0, dtype=np.float32)  # until padded
-        self._window = librosa.filters.get_window("hann", N_FFT, fftbins=True)  # float64
-        self._mel_t = librosa.filters.mel(
-            sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN_HZ, fmax=FMAX_HZ
-        ).T.copy()
+        self._window, self._mel_t = _tables()
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         samples = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)

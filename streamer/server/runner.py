@@ -290,6 +290,7 @@ class EngineRunner:
 
     def _run(self) -> None:
         try:
+            self.engine.vad.warm_batched()  # its code pages: memory of the daemon, not a stream's
             while True:
                 if not self._variants:
                     self._wake.wait(self._until_trim())

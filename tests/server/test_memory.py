@@ -77,3 +77,44 @@ def test_a_worker_gives_back_the_memory_of_an_overload_burst(store_of):
         f"worker RSS {warm:.0f} MB warm, {peak:.0f} MB after the burst's audio, "
         f"{after:.0f} MB once every stream ended"
     )
+
+
+SECOND_STREAM = """
+from pathlib import Path
+
+import numpy as np
+
+from streamer.server.runner import bound_native_memory
+from streamer.vad import CHUNK_SAMPLES, SileroVAD, VadState
+
+bound_native_memory()
+
+
+def file_mb():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) / 1024
+
+
+vad = SileroVAD()
+for _ in range(3):  # one stream
+    vad([VadState()], np.zeros((1, CHUNK_SAMPLES), np.float32))
+vad.warm_batched()
+before = file_mb()
+vad([VadState() for _ in range(8)], np.zeros((8, CHUNK_SAMPLES), np.float32))
+print(file_mb() - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_vads_batched_code_is_paged_in_at_start_not_by_the_second_stream():
+    """A batch of VAD chunks runs code a single stream never touches (torch's oneDNN
+    convolutions: about 7 MB of libtorch's pages, counted in each worker's RSS). The engine
+    thread warms that path when it starts, so streams that join later page in nothing."""
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-c", SECOND_STREAM], capture_output=True, text=True, check=True
+    )
+    paged_in_mb = float(out.stdout.split()[-1])
+    assert paged_in_mb < 1.5, f"the first batch of 8 chunks paged in {paged_in_mb:.1f} MB of code"
