@@ -65,26 +65,31 @@ class EnginePair:
         self.puller: asyncio.Task | None = None  # takes the ingress's audio and jobs
         self._deliver = deliver
         self._outgoing: Batch = {}
+        self._newest: asyncio.Future | None = None  # resolved when the newest batch has gone
         self._sender: asyncio.Task | None = None
 
     def send(self, stream_id: str, message: tuple) -> None:
+        if not self._outgoing:
+            self._newest = asyncio.get_running_loop().create_future()
         self._outgoing.setdefault(stream_id, []).append(message)
         if self._sender is None:
             self._sender = asyncio.create_task(self._send_all())
 
     async def delivered(self) -> None:
         """Once everything sent so far has reached the ingress replica (or failed to)."""
-        while self._sender is not None:
-            await asyncio.shield(self._sender)
+        if self._newest is not None:
+            await asyncio.shield(self._newest)
 
     async def _send_all(self) -> None:
         try:
             while self._outgoing:
-                batch, self._outgoing = self._outgoing, {}
+                batch, gone, self._outgoing = self._outgoing, self._newest, {}
                 try:
                     await self._deliver(self, batch)
                 except Exception as exc:  # it is gone: its feed ends its streams here
                     log.warning("delivering to ingress replica %s failed: %r", self.ingress, exc)
+                finally:
+                    gone.set_result(None)
         finally:
             self._sender = None
 

@@ -141,3 +141,36 @@ def test_a_stream_losing_its_engine_replica_ends_the_pairs_feed():
     ended = run(scenario(), 5)
     assert isinstance(ended[0], StopAsyncIteration) and lost == ["a"]
     assert engines._pairs == {}
+
+
+def test_the_engine_side_sends_a_pairs_messages_in_one_call_per_turn_in_order():
+    from streamer.ray.engine import EnginePair
+
+    async def scenario():
+        calls, release = [], asyncio.Event()
+
+        async def deliver(pair, batch):
+            calls.append(batch)
+            await release.wait()
+
+        pair = EnginePair("ingress-1", deliver)
+        for i in range(8):
+            pair.send(f"s{i}", ("events", i))
+        pair.send("s0", ("stepped", 1))
+        await asyncio.sleep(0)
+        pair.send("s0", ("done", 2))  # while the first call is on its way: the next call
+        first = asyncio.ensure_future(pair.delivered())
+        await asyncio.sleep(0.01)
+        waited = not first.done()
+        release.set()
+        await first
+        await pair.delivered()
+        return calls, waited
+
+    calls, waited = run(scenario(), 5)
+    assert len(calls) == 2 and waited
+    assert calls[0] == {
+        **{f"s{i}": [("events", i)] for i in range(8)},
+        "s0": [("events", 0), ("stepped", 1)],
+    }
+    assert calls[1] == {"s0": [("done", 2)]}
