@@ -45,8 +45,9 @@ class ClusterOptions:
             (one engine per core, or per GPU).
         ingress_replicas, ingress_cpus: the ingress replicas (the protocol, no engine;
             two, so that one dying leaves the other) and the CPUs each reserves.
-        batch_ms: a stream's audio goes to its engine replica at most this often (one
-            Ray call per batch, not per websocket message).
+        batch_ms: a stream's audio goes to its engine replica at most this often, with
+            that (ingress, engine) pair's other streams' (one Ray item per batch and
+            pair, not per websocket message or per stream).
         proxy_location: Serve's proxies: ``EveryNode`` (a cluster) or ``HeadOnly``.
         upscale_delay_s, downscale_delay_s: how long the load must stay above (below)
             the target before a replica is added (removed).
@@ -101,7 +102,8 @@ def build(cluster: ClusterOptions, replica: ReplicaOptions) -> serve.Application
     ingress = Ingress.options(
         num_replicas=cluster.ingress_replicas,
         ray_actor_options={"num_cpus": cluster.ingress_cpus},
-        # each connection is one request, and its stream's feed to its engine another
+        # each connection is one request; each engine replica holding its streams, two
+        # more (its feed and its delivery)
         max_ongoing_requests=2 * replica.server.limits.max_connections,
     )
     return ingress.bind(replica, engines, cluster.batch_ms / 1000)

@@ -275,12 +275,17 @@ class Ingress:
         self._hub = hub
         log.info("ingress replica %s ready (model %s)", replica, self.server.model)
 
-    async def feed(self, stream_id: str, replica: str | None = None):
-        """A stream's audio and jobs, for its engine replica: one long-running call pinned
-        to this ``replica`` (:mod:`~streamer.ray.routing`), see
-        :meth:`~streamer.ray.remote.RemoteEngines.feed`."""
-        async for batch in self.server.engines.feed(stream_id):
+    async def feed(self, engine: str, replica: str | None = None):
+        """The audio and jobs of this replica's streams on the ``engine`` replica: one
+        long-running call from there, pinned to this ``replica``
+        (:mod:`~streamer.ray.routing`); see :meth:`~streamer.ray.remote.RemoteEngines.feed`."""
+        async for batch in self.server.engines.feed(engine):
             yield batch
+
+    async def deliver(self, engine: str, batch: dict, replica: str | None = None) -> None:
+        """What the ``engine`` replica sends about this replica's streams there; see
+        :meth:`~streamer.ray.remote.RemoteEngines.deliver`."""
+        self.server.engines.deliver(batch)
 
     @api.websocket("/")
     async def websocket(self, websocket: WebSocket) -> None:

@@ -4,14 +4,18 @@
 :class:`~streamer.server.runner.EngineRunner` (the daemon's
 :class:`~streamer.server.app.Server` drives it as one of its engine workers); each
 stream it opens is an :class:`EngineStream` on the engine replica Serve's router chose
-(:mod:`~streamer.ray.engine` has the messages). Audio waits in the stream's mailbox
-and goes to its engine replica in one batch at most every ``batch_s`` (jobs at once),
-as items of one long-running call the replica makes (:meth:`RemoteEngines.feed`): a
-stream costs one Ray streaming item per batch, not a Ray call per websocket frame.
+(:mod:`~streamer.ray.engine` has the messages). The stream's own Serve call is its
+placement and lifetime only; its data rides the channel of its (ingress replica,
+engine replica) pair, shared by all of the pair's streams. Audio waits in the stream's
+mailbox and goes to its engine replica at most every ``batch_s`` (jobs at once), with
+every other stream's of the pair, as one item of one long-running call the engine
+replica makes (:meth:`RemoteEngines.feed`); what the engine replica sends back comes
+the same way, one call per turn of its loop for all of the pair's streams
+(:meth:`RemoteEngines.deliver`). The Ray cost is per pair and batch, not per stream.
 
 A stream whose call fails (its engine replica died) is *lost*: its jobs fail, its
-audio is dropped, and ``on_lost`` tells the daemon, which ends it with
-:data:`ENGINE_DIED`.
+audio is dropped, its pair's feed ends, and ``on_lost`` tells the daemon, which ends it
+with :data:`ENGINE_DIED`.
 """
 
 from __future__ import annotations
@@ -48,26 +52,47 @@ class EngineStream(RemoteStream):
         self.node: str | None = None
         self.lost = False
         self.ending = False  # its end_stream job was sent
-        self.mailbox: list[tuple] = []
-        self.arrived = asyncio.Event()
         self.jobs: dict[int, asyncio.Future] = {}
+        self.early: list[tuple] = []  # jobs for it while it opens (its replica is unknown)
         self.callbacks: tuple[Callable, Callable] | None = None  # an enrollment's
-        self.taken_at = 0.0  # monotonic time of the last batch
 
-    def post(self, message: tuple) -> None:
-        self.mailbox.append(message)
+
+class Pair:
+    """The ingress side of one engine replica's channel: the mailboxes of this ingress
+    replica's streams on it, taken all at once. No I/O: :meth:`RemoteEngines.feed` is
+    the adapter."""
+
+    def __init__(self) -> None:
+        self.mailboxes: dict[str, list[tuple]] = {}  # stream id: its messages, in order
+        self.audio_only = True
+        self.arrived = asyncio.Event()
+        self.taken_at = 0.0  # monotonic time of the last batch
+        self.feed: object | None = None  # the feed that takes from it (a newer one wins)
+
+    def post(self, stream_id: str, message: tuple) -> None:
+        self.mailboxes.setdefault(stream_id, []).append(message)
+        self.audio_only = self.audio_only and message[0] == "audio"
         self.arrived.set()
 
-    async def take(self, batch_s: float) -> list[tuple]:
-        """The next batch for the engine replica: waits for something, then (audio only)
-        until ``batch_s`` after the last batch."""
-        await self.arrived.wait()
-        if all(m[0] == "audio" for m in self.mailbox):
-            await asyncio.sleep(max(0.0, self.taken_at + batch_s - time.monotonic()))
-        self.taken_at = time.monotonic()
-        messages, self.mailbox = self.mailbox, []
+    def due(self, batch_s: float, now: float) -> float:
+        """Seconds until the next batch may go: jobs at once, audio ``batch_s`` after the
+        last batch."""
+        return max(0.0, self.taken_at + batch_s - now) if self.audio_only else 0.0
+
+    def take(self, now: float) -> dict[str, list[tuple]]:
+        """Every stream's messages, each stream's audio in one piece where adjacent."""
+        batch = {}
+        for stream_id, messages in self.mailboxes.items():
+            merged: list[tuple] = []
+            for message in messages:
+                if message[0] == "audio" and merged and merged[-1][0] == "audio":
+                    merged[-1] = ("audio", merged[-1][1] + message[1])
+                else:
+                    merged.append(message)
+            batch[stream_id] = merged
+        self.mailboxes, self.audio_only, self.taken_at = {}, True, now
         self.arrived.clear()
-        return messages
+        return batch
 
 
 class RemoteEngines:
@@ -88,6 +113,7 @@ class RemoteEngines:
         self._profiles: dict = {}
         self._numbers = itertools.count()
         self._receivers: set[asyncio.Task] = set()
+        self._pairs: dict[str, Pair] = {}  # engine replica: its channel
         self._on_events: Callable[[list[Event]], None] = lambda events: None
         self._metrics = Metrics()
         self.on_lost: Callable[[str], None] = lambda stream_id: None
@@ -126,6 +152,9 @@ class RemoteEngines:
                 ) from None
             raise
         _, stream.replica, stream.node = first[0]
+        for message in stream.early:
+            self._post(stream, message)
+        stream.early.clear()
         task = asyncio.create_task(self._receive(stream, call))
         self._receivers.add(task)
         task.add_done_callback(self._receivers.discard)
@@ -190,7 +219,19 @@ class RemoteEngines:
         """A stream's audio (``("audio", stream id, bytes)``, from its push): to its mailbox."""
         stream = self.streams.get(message[1])
         if stream is not None and not stream.lost:
-            stream.post(("audio", message[2]))
+            self._post(stream, ("audio", message[2]))
+
+    def _post(self, stream: EngineStream, message: tuple) -> None:
+        if stream.replica is None:
+            stream.early.append(message)
+        else:
+            self._pair(stream.replica).post(stream.id, message)
+
+    def _pair(self, engine: str) -> Pair:
+        pair = self._pairs.get(engine)
+        if pair is None:
+            pair = self._pairs[engine] = Pair()
+        return pair
 
     def _job(self, stream: EngineStream, operation: str, *args) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()
@@ -199,27 +240,45 @@ class RemoteEngines:
             return future
         number = next(self._numbers)
         stream.jobs[number] = future
-        stream.post((number, operation, args))
+        self._post(stream, (number, operation, args))
         return future
 
-    async def feed(self, stream_id: str) -> AsyncIterator[list[tuple]]:
-        """A stream's audio and jobs for its engine replica, a batch at a time, until its
-        ``end_stream`` job; nothing if this ingress replica does not hold the stream."""
-        stream = self.streams.get(stream_id)
-        while stream is not None and not stream.lost:
-            messages = await stream.take(self.batch_s)
-            if stream.lost:
-                return
-            yield messages
-            if any(m[1] == "end_stream" for m in messages if m[0] != "audio"):
-                return
+    async def feed(self, engine: str) -> AsyncIterator[dict[str, list[tuple]]]:
+        """The audio and jobs of this ingress replica's streams on the ``engine`` replica,
+        ``{stream id: messages}`` a batch at a time; first an empty batch, once this feed
+        has taken the pair over from any older one (which then ends)."""
+        pair = self._pair(engine)
+        pair.feed = token = object()
+        pair.arrived.set()  # an older feed wakes, and ends
+        try:
+            yield {}
+            while True:
+                await pair.arrived.wait()
+                await asyncio.sleep(pair.due(self.batch_s, time.monotonic()))
+                if pair.feed is not token:
+                    return
+                batch = pair.take(time.monotonic())
+                if batch:
+                    yield batch
+        finally:
+            if pair.feed is token and not pair.mailboxes and self._pairs.get(engine) is pair:
+                del self._pairs[engine]
+
+    def deliver(self, batch: dict[str, list[tuple]]) -> None:
+        """What an engine replica sends about this ingress replica's streams on it,
+        ``{stream id: messages}``, in order."""
+        for stream_id, messages in batch.items():
+            stream = self.streams.get(stream_id)
+            if stream is not None and not stream.lost:
+                for message in messages:
+                    self._handle(stream, message)
 
     async def _receive(self, stream: EngineStream, call) -> None:
-        """The stream's messages from its engine replica, until it ends or is lost."""
+        """The stream's call to its engine replica, which ends with the stream (or fails,
+        when the replica dies); its data comes through :meth:`deliver`."""
         try:
-            async for batch in call:
-                for message in batch:
-                    self._handle(stream, message)
+            async for _ in call:
+                pass
         except asyncio.CancelledError:
             call.cancel()
             raise
@@ -258,7 +317,10 @@ class RemoteEngines:
     def _lose(self, stream: EngineStream, exc: BaseException) -> None:
         log.error("stream %r lost its engine replica %s: %r", stream.id, stream.replica, exc)
         stream.lost = True
-        stream.arrived.set()  # its feed, waiting for audio, ends
+        pair = self._pairs.pop(stream.replica, None)  # the replica's, or its channel, is gone
+        if pair is not None:
+            pair.feed = None  # its feed ends (else Serve would wait for it when draining)
+            pair.arrived.set()
         stream.processed = stream.pushed  # nothing is waiting for it any more
         for future in stream.jobs.values():
             if not future.done():

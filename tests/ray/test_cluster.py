@@ -199,7 +199,9 @@ def test_killing_an_engine_replica_ends_only_its_streams_and_tells_their_clients
     assert b_ended["stream"] == b_id and b_ended["audio_s"] == 8.0
     assert len(b_events) > before  # b carried on after a's engine replica died
     assert label_share(b_events, 0.0, 8.0).get("bob", 0) > 6.0
+    # (A stream streams_on_two_replicas closed may still be ending when the watcher joins.)
     endings = [m for _, m in watcher.received if m["type"] == "stream_ended"]
+    endings = [m for m in endings if m["stream"] in (a_id, b_id)]
     assert [(m["stream"], m["reason"]) for m in endings] == [
         (a_id, ENGINE_DIED),
         (b_id, "ended by its client"),
