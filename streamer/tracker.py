@@ -24,8 +24,9 @@ full window.
   speech, so overlap at turn edges and silence do not pull it), a bounded running mean,
   scored alongside the profiles. :meth:`Tracker.voice` gives a voice's centroid, which
   is how an unknown voice is promoted to a profile. A voice whose centroid comes to
-  match a profile was that speaker heard badly and takes the name, unless the session
-  has already confidently heard that speaker: then it is a stranger who sounds alike.
+  match a profile (as it learns, or when profiles change) was that speaker, heard badly
+  or enrolled since, and takes the name, unless the session has already confidently
+  heard that speaker: then it is a stranger who sounds alike.
   The session's recent past is corrected as it learns (``revise_s``): a closed
   ``unknown`` segment that a voice learnt since now names, alike ``unknown`` segments
   that together make a voice, a voice merged into an older one and a voice that turned
