@@ -115,11 +115,14 @@ class EnrollTap:
         end_s: float,
         on_progress: Callable[[EnrollProgress], None],
         on_done: Callable[[Collector, float], None],
+        recorded_from_s: float,
     ) -> None:
+        """``recorded_from_s``: where the stream's worker is, from which :attr:`audio`
+        keeps what it takes (the span's channel variants need the span's audio)."""
         self.tracker = tracker
         self.collector = Collector(start_s, end_s)
-        self.audio: list[np.ndarray] = []  # what the stream's worker took, from recorded_from_s
-        self.recorded_from_s = start_s
+        self.audio: list[np.ndarray] = []
+        self.recorded_from_s = recorded_from_s
         self.start_s = start_s
         self.end_s = end_s
         self.on_progress = on_progress
@@ -140,6 +143,12 @@ class EnrollTap:
 
     def confident(self) -> bool:
         return False  # the profile takes every window
+
+    def span_audio(self, sample_rate: int) -> np.ndarray:
+        """The audio of ``[start_s, end_s]`` (as far as the stream got)."""
+        audio = np.concatenate(self.audio) if self.audio else np.zeros(0, np.float32)
+        first = round((self.start_s - self.recorded_from_s) * sample_rate)
+        return audio[first : first + round((self.end_s - self.start_s) * sample_rate)]
 
     def progress(self, now_s: float) -> EnrollProgress:
         c = self.collector
@@ -276,8 +285,9 @@ class EngineRunner:
         called on the loop."""
         stream = self.engine.streams[stream_id]
         start_s = max(start_s, stream.time_s)
-        tap = EnrollTap(stream.tracker, start_s, start_s + seconds, on_progress, on_done)
-        tap.recorded_from_s = stream.time_s
+        tap = EnrollTap(
+            stream.tracker, start_s, start_s + seconds, on_progress, on_done, stream.time_s
+        )
         stream.tracker, stream.recording = tap, tap.audio
         self._taps[stream_id] = tap
         return start_s
@@ -391,10 +401,7 @@ class EngineRunner:
         if not cancelled:
             recorded_s = tap.progress(now_s).recorded_s
             tap.collector.finish(min(now_s, tap.end_s))
-            audio = np.concatenate(tap.audio) if tap.audio else np.zeros(0, np.float32)
-            rate = self.engine.embedder.spec.sample_rate
-            first = round((tap.start_s - tap.recorded_from_s) * rate)
-            span = audio[first : first + round((tap.end_s - tap.start_s) * rate)]
+            span = tap.span_audio(self.engine.embedder.spec.sample_rate)
             steps = variant_steps(self._scratch(), span, tap.collector, self.variant_weight)
             self._variants.append((steps, tap, recorded_s))
         return True
