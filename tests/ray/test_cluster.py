@@ -77,9 +77,10 @@ def test_streams_land_on_both_replicas_and_one_subscriber_sees_them_all(proxy):
     assert watcher.events(b_id) == b.events(b_id) and b.events(b_id)
     assert label_share(a.events(a_id), 0.0, 6.0).get("alice", 0) > 4.5
     assert label_share(b.events(b_id), 0.0, 6.0).get("bob", 0) > 4.5
-    # It joined after both had started: its snapshot showed both.
+    # It joined after both had started: its snapshot showed both (and maybe a stream
+    # closed while spreading them, still ending).
     snapshot = next(m for _, m in watcher.received if m["type"] == "snapshot")
-    assert sorted(s["stream"] for s in snapshot["streams"]) == sorted([a_id, b_id])
+    assert {a_id, b_id} <= {s["stream"] for s in snapshot["streams"]}
 
 
 def test_a_voice_enrolled_through_one_replica_is_named_on_the_other(proxy):
